@@ -1,0 +1,229 @@
+/*
+ * bench_dot.c - matrix-vector throughput of every vec_dot kernel, per type
+ * and per dispatch path (scalar, avx2, avx512), single thread.
+ *
+ * For each weight type it fills a ROWS x COLS matrix (default 4096 x 4096)
+ * with random blocks (valid fp16 scales), quantizes one random activation
+ * row to the type's dot type, and times whole matrix-vector products (one
+ * vec_dot per row) until --ms milliseconds have passed. It reports the
+ * weight bytes streamed per second (GB/s = 1e9 bytes/s), the time of one
+ * product, and the speed-up over the scalar path. Activation quantization
+ * is not timed (it is once per product, O(COLS)).
+ *
+ * The numbers are rough: a shared machine, and a 4096 x 4096 quantized
+ * matrix (9 to 64 MiB) may sit partly in the last-level cache. Use
+ * --rows to go past it. Timing is never a test; see docs/internals/kernels.md.
+ *
+ *   bench_dot [--path scalar|avx2|avx512] [--type q4_k] [--rows N] [--cols N]
+ *             [--ms N] [--json]
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/kernels.h"
+#include "engine/quant.h"
+
+static const int bench_types[] = {SL_TYPE_Q4_0, SL_TYPE_Q4_1, SL_TYPE_Q5_0, SL_TYPE_Q5_1, SL_TYPE_Q8_0,
+                                  SL_TYPE_Q2_K, SL_TYPE_Q3_K, SL_TYPE_Q4_K, SL_TYPE_Q5_K, SL_TYPE_Q6_K,
+                                  SL_TYPE_F16,  SL_TYPE_BF16, SL_TYPE_F32};
+#define N_BENCH_TYPES (int)(sizeof bench_types / sizeof bench_types[0])
+
+static const char *const path_names[] = {"scalar", "avx2", "avx512"};
+#define N_PATHS 3
+
+static uint64_t rng_state = 0x243F6A8885A308D3ull;
+
+static uint64_t rng_u64(void)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1Dull;
+}
+
+static float rng_float(void) /* in [-1, 1) */
+{
+    return (float)((double)(rng_u64() >> 11) / 4503599627370496.0 - 1.0);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Random bytes, with the fp16 scale fields of every block set to small
+ * finite values (the first bytes of the struct for most types, the last
+ * for Q2_K, Q3_K and Q6_K). */
+static void fill_weights(int type, void *w, int64_t rows, int64_t cols)
+{
+    const struct sl_type_traits *tr = sl_type_traits((uint32_t)type);
+    const size_t row = sl_row_size(type, cols);
+    if (!tr->is_quant) {
+        float *x = malloc((size_t)cols * sizeof *x);
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t i = 0; i < cols; i++) x[i] = rng_float();
+            sl_quantize_row_ref(type, x, (uint8_t *)w + (size_t)r * row, cols);
+        }
+        free(x);
+        return;
+    }
+    uint8_t *b = w;
+    const size_t total = (size_t)rows * row;
+    for (size_t i = 0; i + 8 <= total; i += 8) {
+        uint64_t u = rng_u64();
+        memcpy(b + i, &u, 8);
+    }
+    const uint16_t d = sl_fp32_to_fp16(0.01f), m = sl_fp32_to_fp16(-0.02f);
+    for (size_t off = 0; off + tr->type_size <= total; off += tr->type_size) {
+        uint8_t *blk = b + off;
+        switch (type) {
+        case SL_TYPE_Q2_K: ((struct sl_block_q2_K *)blk)->d = d, ((struct sl_block_q2_K *)blk)->dmin = d; break;
+        case SL_TYPE_Q3_K: ((struct sl_block_q3_K *)blk)->d = d; break;
+        case SL_TYPE_Q6_K: ((struct sl_block_q6_K *)blk)->d = d; break;
+        case SL_TYPE_Q4_1:
+        case SL_TYPE_Q5_1:
+        case SL_TYPE_Q4_K:
+        case SL_TYPE_Q5_K: memcpy(blk, &d, 2), memcpy(blk + 2, &m, 2); break;
+        default: memcpy(blk, &d, 2); break; /* Q4_0, Q5_0, Q8_0 */
+        }
+    }
+}
+
+struct result {
+    double gbps, ms;
+};
+
+static struct result run_one(const struct sl_kernels *k, int type, const void *w, const void *a, int64_t rows,
+                             int64_t cols, double min_s, float *y)
+{
+    const size_t row = sl_row_size(type, cols);
+    const sl_vec_dot_fn dot = k->vec_dot[type];
+    /* one warm-up product, then whole products until min_s has passed */
+    for (int64_t r = 0; r < rows; r++) y[r] = dot(cols, (const uint8_t *)w + (size_t)r * row, a);
+    int reps = 0;
+    const double t0 = now_s();
+    double t;
+    do {
+        for (int64_t r = 0; r < rows; r++) y[r] = dot(cols, (const uint8_t *)w + (size_t)r * row, a);
+        reps++;
+        t = now_s() - t0;
+    } while (t < min_s);
+    const double bytes = (double)row * (double)rows * reps;
+    return (struct result){bytes / t / 1e9, 1e3 * t / reps};
+}
+
+static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench_dot [--path scalar|avx2|avx512] [--type NAME] [--rows N] [--cols N] "
+                    "[--ms N] [--json]\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *only_path = NULL;
+    int only_type = -1, json = 0;
+    int64_t rows = 4096, cols = 4096, ms = 200;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(arg, "--json") == 0) {
+            json = 1;
+            continue;
+        }
+        if (!val) {
+            usage();
+            return 2;
+        }
+        i++;
+        if (strcmp(arg, "--path") == 0) {
+            only_path = val;
+        } else if (strcmp(arg, "--type") == 0) {
+            only_type = sl_type_from_name(val);
+            const struct sl_type_traits *tr = only_type >= 0 ? sl_type_traits((uint32_t)only_type) : NULL;
+            if (!tr || !tr->weight_ok) {
+                fprintf(stderr, "bench_dot: '%s' is not a weight type\n", val);
+                return 2;
+            }
+        } else if (strcmp(arg, "--rows") == 0 ? parse_i64(val, 1, 1 << 20, &rows) != 0
+                   : strcmp(arg, "--cols") == 0 ? parse_i64(val, 256, 1 << 20, &cols) != 0 || cols % 256
+                   : strcmp(arg, "--ms") == 0   ? parse_i64(val, 1, 600000, &ms) != 0
+                                                : 1) {
+            fprintf(stderr, "bench_dot: bad option %s %s (cols: a multiple of 256)\n", arg, val);
+            usage();
+            return 2;
+        }
+    }
+
+    size_t max_row = 0;
+    for (int t = 0; t < N_BENCH_TYPES; t++) {
+        const size_t r = sl_row_size(bench_types[t], cols);
+        if (r > max_row) max_row = r;
+    }
+    void *w = malloc(max_row * (size_t)rows);
+    void *a = malloc((size_t)cols * 4);
+    float *x = malloc((size_t)cols * sizeof *x), *y = malloc((size_t)rows * sizeof *y);
+    if (!w || !a || !x || !y) {
+        fprintf(stderr, "bench_dot: out of memory for a %lld x %lld matrix\n", (long long)rows, (long long)cols);
+        return 1;
+    }
+    for (int64_t i = 0; i < cols; i++) x[i] = rng_float();
+
+    char date[32];
+    time_t now = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%d", gmtime(&now));
+    printf("bench_dot: %lld x %lld matrix-vector, 1 thread, >= %lld ms per cell, %s, default path %s\n\n",
+           (long long)rows, (long long)cols, (long long)ms, date, sl_kernels()->name);
+    printf("| type | path | GB/s | ms / product | vs scalar |\n|---|---|---:|---:|---:|\n");
+    char js[16384];
+    size_t jn = (size_t)snprintf(js, sizeof js, "{\"bench\":\"bench_dot\",\"date\":\"%s\",\"rows\":%lld,\"cols\":%lld,"
+                                                "\"results\":[",
+                                 date, (long long)rows, (long long)cols);
+    int first = 1;
+    for (int t = 0; t < N_BENCH_TYPES; t++) {
+        const int type = bench_types[t];
+        if (only_type >= 0 && type != only_type) continue;
+        const struct sl_type_traits *tr = sl_type_traits((uint32_t)type);
+        fill_weights(type, w, rows, cols);
+        if (tr->dot_type == SL_TYPE_F32) memcpy(a, x, (size_t)cols * sizeof *x);
+        else sl_quantize_row_ref(tr->dot_type, x, a, cols);
+        double scalar_gbps = 0;
+        for (int p = 0; p < N_PATHS; p++) {
+            if (only_path && strcmp(only_path, path_names[p]) != 0) continue;
+            const struct sl_kernels *k = sl_kernels_get(path_names[p]);
+            if (!k) {
+                printf("| %s | %s | - | - | (not on this CPU) |\n", tr->name, path_names[p]);
+                continue;
+            }
+            const struct result r = run_one(k, type, w, a, rows, cols, (double)ms / 1e3, y);
+            if (p == 0) scalar_gbps = r.gbps;
+            char ratio[32] = "-";
+            if (scalar_gbps > 0) snprintf(ratio, sizeof ratio, "%.1fx", r.gbps / scalar_gbps);
+            printf("| %s | %s | %.2f | %.3f | %s |\n", tr->name, path_names[p], r.gbps, r.ms, ratio);
+            fflush(stdout);
+            if (jn < sizeof js)
+                jn += (size_t)snprintf(js + jn, sizeof js - jn, "%s{\"type\":\"%s\",\"path\":\"%s\",\"gbps\":%.3f,\"ms\":%.4f}",
+                                       first ? "" : ",", tr->name, path_names[p], r.gbps, r.ms);
+            first = 0;
+        }
+    }
+    if (json && jn < sizeof js) printf("\n%s]}\n", js);
+    free(w);
+    free(a);
+    free(x);
+    free(y);
+    return 0;
+}

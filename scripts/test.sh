@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every test of sluice: the unit and CLI tests in a normal build, the
+# same tests under AddressSanitizer + UndefinedBehaviorSanitizer, and a short
+# smoke run of every libFuzzer target (clang). This is the README's test
+# command; .ci/run runs exactly this.
+#
+# Tests that need ../shared/assets skip with a message when it is absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+
+bash scripts/install-deps.sh
+
+step() { printf '\n==== %s ====\n' "$*"; }
+
+step "build (RelWithDebInfo, -Werror)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSLUICE_WERROR=ON >/dev/null
+cmake --build build -j "$JOBS"
+step "tests"
+ctest --test-dir build --output-on-failure -j "$JOBS"
+
+step "build with AddressSanitizer + UndefinedBehaviorSanitizer"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" \
+      -DSLUICE_SANITIZE=address,undefined -DSLUICE_WERROR=ON >/dev/null
+cmake --build build-asan -j "$JOBS"
+step "tests under ASan + UBSan"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$JOBS"
+
+step "fuzz smoke runs (clang, libFuzzer + ASan + UBSan)"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" \
+      -DSLUICE_SANITIZE=address,undefined -DSLUICE_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j "$JOBS"
+ctest --test-dir build-fuzz --output-on-failure -L fuzz -j "$JOBS"

@@ -1,0 +1,688 @@
+/*
+ * dot_avx2.c - AVX2 + FMA + F16C kernels (engine layer).
+ *
+ * Built with -mavx2 -mfma -mf16c (CMakeLists.txt) and handed out by
+ * kernels.c only on a CPU that has all three. Every function here has its
+ * scalar twin in quant.c (sl_vec_dot_ref, sl_quantize_row_ref) or kernels.c
+ * (the attention helpers); tests/unit/test_kernels.c holds them together.
+ *
+ * Dot products stay in integers inside a block, as the references do: the
+ * weight quants are unpacked to bytes, multiplied with the int8 activations
+ * by vpmaddubsw (unsigned x signed bytes -> pairs summed into int16) and
+ * vpmaddwd (int16 pairs -> int32, with the K-quants' sub-block scales as the
+ * second operand). Only the per-block scale is float. Differences from the
+ * reference are float summation order only.
+ *
+ * vpmaddubsw saturates an int16 pair sum; every use below stays in range:
+ * |w| <= 128 times |a| <= 127, twice, is at most 32512 (that is why the
+ * activations must not hold -128, see kernels.h).
+ *
+ * The activation quantizers are bit-identical to the references: same
+ * scale arithmetic in scalar code, roundf() emulated exactly for Q8_0/Q8_1,
+ * cvtps2dq (round to nearest even, the default MXCSR mode) for Q8_K, whose
+ * reference rounds to nearest even too. FP contraction is off in this file
+ * so a multiply followed by a rounding step is never fused behind our back;
+ * the FMAs below are all explicit.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels_int.h"
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* helpers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static inline float h2f(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline int hsum_epi32(__m256i v)
+{
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float hmax_ps(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* Sum of 4 adjacent u8 x s8 products into each int32 lane. */
+static inline __m256i mul_sum_us8(__m256i u, __m256i s)
+{
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* Sum of 4 adjacent s8 x s8 products: |x| times y with x's sign. */
+static inline __m256i mul_sum_i8(__m256i x, __m256i y)
+{
+    return mul_sum_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+/* The 32 4-bit values of a Q4/Q5 block as bytes 0..15, in value order (the
+ * low nibbles of qs are values 0..15, the high nibbles 16..31). */
+static inline __m256i nibbles_32(const uint8_t *qs)
+{
+    const __m128i t = _mm_loadu_si128((const __m128i *)qs);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0xF));
+}
+
+/* Bit j of the little-endian u32 at p, spread to byte j as 0x00 or 0xFF. */
+static inline __m256i bits_32(const uint8_t *p)
+{
+    uint32_t u;
+    memcpy(&u, p, sizeof u);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                           0x0101010101010101, 0x0000000000000000);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    const __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u), shuf);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
+}
+
+/* Shuffle that turns 8 int16 scales (duplicated in both lanes) into
+ * scale k in the low lane and scale k + 1 in the high lane: the scales of two
+ * 16-value sub-blocks that share one 32-byte vector of products. */
+static inline __m256i scale_pair(int k)
+{
+    return _mm256_set_m128i(_mm_set1_epi16((short)(((4 * k + 3) << 8) | (4 * k + 2))),
+                            _mm_set1_epi16((short)(((4 * k + 1) << 8) | (4 * k))));
+}
+
+/* Shuffle that broadcasts int16 scale k (of 8, duplicated in both lanes). */
+static inline __m256i scale_bcast(int k)
+{
+    return _mm256_set1_epi16((short)(((2 * k + 1) << 8) | (2 * k)));
+}
+
+/* The 8 6-bit scales (bytes 0..7) and mins (bytes 8..15) of a Q4_K/Q5_K
+ * block, as sl_k4_scale_min unpacks them one at a time. */
+static inline __m128i k4_scales_mins(const uint8_t scales[SL_K_SCALE_SIZE])
+{
+    uint32_t u[4];
+    memcpy(u, scales, SL_K_SCALE_SIZE);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    u[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4); /* mins 4..7 */
+    const uint32_t mins_lo = u[1] & m6;                      /* mins 0..3 */
+    u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);          /* scales 4..7 */
+    u[2] = mins_lo;
+    u[0] &= m6; /* scales 0..3 */
+    return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
+}
+
+/* The 16 Q3_K scales, offset 32 removed, as int8 in sub-block order. */
+static inline __m128i q3k_scales(const uint8_t scales[SL_K_SCALE_SIZE])
+{
+    uint32_t a[3];
+    memcpy(a, scales, SL_K_SCALE_SIZE);
+    const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    const __m128i s = _mm_set_epi32((int)(((a[1] >> 4) & m4) | (((a[2] >> 6) & m2) << 4)),
+                                    (int)(((a[0] >> 4) & m4) | (((a[2] >> 4) & m2) << 4)),
+                                    (int)((a[1] & m4) | (((a[2] >> 2) & m2) << 4)),
+                                    (int)((a[0] & m4) | ((a[2] & m2) << 4)));
+    return _mm_sub_epi8(s, _mm_set1_epi8(32));
+}
+
+/* ------------------------------------------------------------------------ */
+/* 32-value blocks                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Two independent accumulators hide the FMA latency; a block is ~10 ops. */
+#define DOT_32(name, WT, AT, BLOCK)                                    \
+    static float name(int64_t n, const void *vw, const void *va)       \
+    {                                                                  \
+        const WT *x = vw;                                              \
+        const AT *y = va;                                              \
+        const int64_t nb = n / 32;                                     \
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(); \
+        float summ = 0;                                                \
+        int64_t i = 0;                                                 \
+        for (; i + 1 < nb; i += 2) {                                   \
+            acc0 = BLOCK(&x[i], &y[i], acc0, &summ);                   \
+            acc1 = BLOCK(&x[i + 1], &y[i + 1], acc1, &summ);           \
+        }                                                              \
+        if (i < nb) acc0 = BLOCK(&x[i], &y[i], acc0, &summ);           \
+        return hsum_ps(_mm256_add_ps(acc0, acc1)) + summ;              \
+    }
+
+static inline __m256 blk_q4_0(const struct sl_block_q4_0 *x, const struct sl_block_q8_0 *y,
+                              __m256 acc, float *summ)
+{
+    (void)summ;
+    const __m256i q = _mm256_sub_epi8(nibbles_32(x->qs), _mm256_set1_epi8(8));
+    const __m256i p = mul_sum_i8(q, _mm256_loadu_si256((const __m256i *)y->qs));
+    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(x->d) * h2f(y->d)), _mm256_cvtepi32_ps(p), acc);
+}
+
+static inline __m256 blk_q4_1(const struct sl_block_q4_1 *x, const struct sl_block_q8_1 *y,
+                              __m256 acc, float *summ)
+{
+    *summ += h2f(x->m) * h2f(y->s);
+    const __m256i p = mul_sum_us8(nibbles_32(x->qs), _mm256_loadu_si256((const __m256i *)y->qs));
+    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(x->d) * h2f(y->d)), _mm256_cvtepi32_ps(p), acc);
+}
+
+/* Q5_0: (nibble | hbit << 4) - 16 is nibble - 16 = nibble | 0xF0 when the
+ * bit is clear, and the nibble itself when it is set. */
+static inline __m256 blk_q5_0(const struct sl_block_q5_0 *x, const struct sl_block_q8_0 *y,
+                              __m256 acc, float *summ)
+{
+    (void)summ;
+    const __m256i hi = _mm256_andnot_si256(bits_32(x->qh), _mm256_set1_epi8((char)0xF0));
+    const __m256i q = _mm256_or_si256(nibbles_32(x->qs), hi);
+    const __m256i p = mul_sum_i8(q, _mm256_loadu_si256((const __m256i *)y->qs));
+    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(x->d) * h2f(y->d)), _mm256_cvtepi32_ps(p), acc);
+}
+
+static inline __m256 blk_q5_1(const struct sl_block_q5_1 *x, const struct sl_block_q8_1 *y,
+                              __m256 acc, float *summ)
+{
+    *summ += h2f(x->m) * h2f(y->s);
+    const __m256i hi = _mm256_and_si256(bits_32(x->qh), _mm256_set1_epi8(0x10));
+    const __m256i q = _mm256_or_si256(nibbles_32(x->qs), hi);
+    const __m256i p = mul_sum_us8(q, _mm256_loadu_si256((const __m256i *)y->qs));
+    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(x->d) * h2f(y->d)), _mm256_cvtepi32_ps(p), acc);
+}
+
+static inline __m256 blk_q8_0(const struct sl_block_q8_0 *x, const struct sl_block_q8_0 *y,
+                              __m256 acc, float *summ)
+{
+    (void)summ;
+    const __m256i p = mul_sum_i8(_mm256_loadu_si256((const __m256i *)x->qs),
+                                 _mm256_loadu_si256((const __m256i *)y->qs));
+    return _mm256_fmadd_ps(_mm256_set1_ps(h2f(x->d) * h2f(y->d)), _mm256_cvtepi32_ps(p), acc);
+}
+
+DOT_32(dot_q4_0, struct sl_block_q4_0, struct sl_block_q8_0, blk_q4_0)
+DOT_32(dot_q4_1, struct sl_block_q4_1, struct sl_block_q8_1, blk_q4_1)
+DOT_32(dot_q5_0, struct sl_block_q5_0, struct sl_block_q8_0, blk_q5_0)
+DOT_32(dot_q5_1, struct sl_block_q5_1, struct sl_block_q8_1, blk_q5_1)
+DOT_32(dot_q8_0, struct sl_block_q8_0, struct sl_block_q8_0, blk_q8_0)
+
+/* ------------------------------------------------------------------------ */
+/* K-quants (256-value super-blocks against Q8_K)                            */
+/* ------------------------------------------------------------------------ */
+
+/* Q2_K: qs[32h .. 32h+31] at bits 2s hold values 128h + 32s + 0..31, that
+ * is sub-blocks 8h + 2s and 8h + 2s + 1 (16 values each). */
+static float dot_q2_K(int64_t n, const void *vw, const void *va)
+{
+    const struct sl_block_q2_K *x = vw;
+    const struct sl_block_q8_K *y = va;
+    const int64_t nb = n / SL_QK_K;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float dall = y[i].d * h2f(x[i].d);
+        const float dmin = -y[i].d * h2f(x[i].dmin);
+        const __m128i sm = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m128i m4 = _mm_set1_epi8(0xF);
+        /* min term: sum_j (scales[j] >> 4) * bsums[j] */
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m4));
+        const __m256i summs = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summs), acc);
+
+        const __m256i sc = _mm256_cvtepu8_epi16(_mm_and_si128(sm, m4));
+        const __m256i sch[2] = {_mm256_permute2x128_si256(sc, sc, 0x00),
+                                _mm256_permute2x128_si256(sc, sc, 0x11)};
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++, q8 += 32) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * s), m3);
+                const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
+                sumi = _mm256_add_epi32(
+                    sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(sch[h], scale_pair(s)), p));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dall), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* Q3_K: as Q2_K plus hmask[l] bit 4h + s; the level is low2 + 4 * hbit - 4,
+ * summed as u8 (low2 | hbit << 2) times q8, minus 4 * scale * bsums. */
+static float dot_q3_K(int64_t n, const void *vw, const void *va)
+{
+    const struct sl_block_q3_K *x = vw;
+    const struct sl_block_q8_K *y = va;
+    const int64_t nb = n / SL_QK_K;
+    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        const __m256i sc = _mm256_cvtepi8_epi16(q3k_scales(x[i].scales));
+        const __m256i sch[2] = {_mm256_permute2x128_si256(sc, sc, 0x00),
+                                _mm256_permute2x128_si256(sc, sc, 0x11)};
+        /* 4 * sum_j scale_j * bsums_j, taken off at the end */
+        const __m256i offs = _mm256_madd_epi16(sc, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        const __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+#pragma GCC unroll 4
+            for (int s = 0; s < 4; s++, q8 += 32) {
+                const int b = 4 * h + s;
+                const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * s), m3);
+                /* hbit << 2 for each byte: bit b moved to bit 2 */
+                const __m256i hb = b >= 2 ? _mm256_srli_epi16(hbits, b - 2) : _mm256_slli_epi16(hbits, 2 - b);
+                const __m256i q = _mm256_or_si256(lo, _mm256_and_si256(hb, m4));
+                const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
+                sumi = _mm256_add_epi32(
+                    sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(sch[h], scale_pair(s)), p));
+            }
+        }
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(offs, 2));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* Q4_K: qs[32g .. 32g+31] hold sub-block 2g in the low nibbles and 2g + 1 in
+ * the high nibbles; the min term comes from pairs of bsums. */
+static float dot_q4_K(int64_t n, const void *vw, const void *va)
+{
+    const struct sl_block_q4_K *x = vw;
+    const struct sl_block_q8_K *y = va;
+    const int64_t nb = n / SL_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        const float dmin = -y[i].d * h2f(x[i].dmin);
+        const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_mins(x[i].scales));
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m128i bs2 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        const __m128i summs = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), bs2);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(summs), accm);
+
+        const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++, q8 += 64) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * g));
+            const __m256i ql = _mm256_and_si256(bits, m4);
+            const __m256i qh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+            const __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)q8));
+            const __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(sc, scale_bcast(2 * g)), pl));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(sc, scale_bcast(2 * g + 1)), ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_ps(acc) + (accm[0] + accm[1] + accm[2] + accm[3]);
+}
+
+/* Q5_K: Q4_K plus bit j of qh[l] as the 5th bit of sub-block j. */
+static float dot_q5_K(int64_t n, const void *vw, const void *va)
+{
+    const struct sl_block_q5_K *x = vw;
+    const struct sl_block_q8_K *y = va;
+    const int64_t nb = n / SL_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m16 = _mm256_set1_epi8(0x10);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        const float dmin = -y[i].d * h2f(x[i].dmin);
+        const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_mins(x[i].scales));
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        const __m128i bs2 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        const __m128i summs = _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), bs2);
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(summs), accm);
+
+        const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
+        const __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++, q8 += 64) {
+            const int j = 2 * g;
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * g));
+            /* bit j (and j + 1) of each qh byte moved to bit 4 */
+            const __m256i hl = j <= 4 ? _mm256_slli_epi16(hbits, 4 - j) : _mm256_srli_epi16(hbits, j - 4);
+            const __m256i hh = j + 1 <= 4 ? _mm256_slli_epi16(hbits, 3 - j) : _mm256_srli_epi16(hbits, j - 3);
+            const __m256i ql = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_and_si256(hl, m16));
+            const __m256i qh = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+                                               _mm256_and_si256(hh, m16));
+            const __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)q8));
+            const __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(sc, scale_bcast(j)), pl));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(sc, scale_bcast(j + 1)), ph));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_ps(acc) + (accm[0] + accm[1] + accm[2] + accm[3]);
+}
+
+/* Q6_K: for half h, value 128h + 32r + t has its low nibble in
+ * ql[64h + 32(r % 2) + t] (nibble r / 2) and its top 2 bits at bit 2r of
+ * qh[32h + t]. The unsigned level 0..63 is multiplied as u8; the offset 32
+ * comes off as 32 * sum_j scale_j * bsums_j. */
+static float dot_q6_K(int64_t n, const void *vw, const void *va)
+{
+    const struct sl_block_q6_K *x = vw;
+    const struct sl_block_q8_K *y = va;
+    const int64_t nb = n / SL_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        const __m256i sch[2] = {_mm256_permute2x128_si256(sc, sc, 0x00),
+                                _mm256_permute2x128_si256(sc, sc, 0x11)};
+        const __m256i offs = _mm256_madd_epi16(sc, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h));
+            const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x[i].ql + 64 * h + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            const __m256i q[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2)),
+                _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m2)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2)),
+            };
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++, q8 += 32) {
+                const __m256i p = _mm256_maddubs_epi16(q[r], _mm256_loadu_si256((const __m256i *)q8));
+                sumi = _mm256_add_epi32(
+                    sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(sch[h], scale_pair(r)), p));
+            }
+        }
+        sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(offs, 5));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum_ps(acc);
+}
+
+/* ------------------------------------------------------------------------ */
+/* float rows                                                                */
+/* ------------------------------------------------------------------------ */
+
+static inline __m256 load_f16(const uint16_t *p)
+{
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline __m256 load_bf16(const uint16_t *p)
+{
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+/* Four accumulators of 8; float sums (the reference sums in double, see
+ * SL_TOL_DOT_F32 for the budget this costs). */
+#define DOT_FLOAT(name, T, LOAD, CVT)                                          \
+    static float name(int64_t n, const void *vw, const void *va)               \
+    {                                                                          \
+        const T *x = vw, *y = va;                                              \
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;            \
+        int64_t i = 0;                                                         \
+        for (; i + 32 <= n; i += 32) {                                         \
+            a0 = _mm256_fmadd_ps(LOAD(x + i), LOAD(y + i), a0);                \
+            a1 = _mm256_fmadd_ps(LOAD(x + i + 8), LOAD(y + i + 8), a1);        \
+            a2 = _mm256_fmadd_ps(LOAD(x + i + 16), LOAD(y + i + 16), a2);      \
+            a3 = _mm256_fmadd_ps(LOAD(x + i + 24), LOAD(y + i + 24), a3);      \
+        }                                                                      \
+        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(LOAD(x + i), LOAD(y + i), a0); \
+        float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3))); \
+        for (; i < n; i++) s += CVT(x[i]) * CVT(y[i]);                         \
+        return s;                                                              \
+    }
+
+static inline float id_f32(float f)
+{
+    return f;
+}
+
+DOT_FLOAT(dot_f32, float, _mm256_loadu_ps, id_f32)
+DOT_FLOAT(dot_f16, uint16_t, load_f16, h2f)
+DOT_FLOAT(dot_bf16, uint16_t, load_bf16, sl_bf16_to_fp32)
+
+/* ------------------------------------------------------------------------ */
+/* attention helpers                                                         */
+/* ------------------------------------------------------------------------ */
+
+static float dot_f16_f32(int64_t n, const uint16_t *k, const float *q)
+{
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(load_f16(k + i), _mm256_loadu_ps(q + i), a0);
+        a1 = _mm256_fmadd_ps(load_f16(k + i + 8), _mm256_loadu_ps(q + i + 8), a1);
+    }
+    if (i + 8 <= n) {
+        a0 = _mm256_fmadd_ps(load_f16(k + i), _mm256_loadu_ps(q + i), a0);
+        i += 8;
+    }
+    float s = hsum_ps(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += h2f(k[i]) * q[i];
+    return s;
+}
+
+static void axpy_f16(int64_t n, float a, const uint16_t *v, float *acc)
+{
+    const __m256 va = _mm256_set1_ps(a);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(va, load_f16(v + i), _mm256_loadu_ps(acc + i)));
+    for (; i < n; i++) acc[i] += a * h2f(v[i]);
+}
+
+static void fp32_to_fp16_row(int64_t n, const float *x, uint16_t *y)
+{
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    for (; i < n; i++) y[i] = sl_fp32_to_fp16(x[i]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* activation quantizers                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* roundf() of 8 floats, ties away from zero: truncate, then step away from
+ * zero when the (exact) fraction is at least one half. */
+static inline __m256 round_away(__m256 v)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+    const __m256 up = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m256 step = _mm256_or_ps(_mm256_set1_ps(1.0f), _mm256_and_ps(sign, v));
+    return _mm256_add_ps(t, _mm256_and_ps(up, step));
+}
+
+/* 4 x 8 int32 (values 0..31 in order) to 32 int8 with saturation. */
+static inline __m256i pack_i8(__m256i a, __m256i b, __m256i c, __m256i d)
+{
+    const __m256i ab = _mm256_packs_epi32(a, b); /* a0-3 b0-3 | a4-7 b4-7 */
+    const __m256i cd = _mm256_packs_epi32(c, d);
+    const __m256i abcd = _mm256_packs_epi16(ab, cd); /* a0-3 b0-3 c0-3 d0-3 | a4-7 ... */
+    return _mm256_permutevar8x32_epi32(abcd, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* Q8_0 and Q8_1: d = amax / 127, q = roundf(x / d), as quant.c. Returns the
+ * sum of the 32 quants (for Q8_1's s). */
+static inline int q8_block(const float *x, int8_t *qs, uint16_t *d_out, float *d_val)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4];
+    __m256 amax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = _mm256_loadu_ps(x + 8 * k);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[k]));
+    }
+    const float d = hmax_ps(amax) / 127;
+    const float id = d ? 1.0f / d : 0.0f;
+    *d_out = sl_fp32_to_fp16(d);
+    *d_val = d;
+    const __m256 mul = _mm256_set1_ps(id);
+    __m256i q[4];
+    for (int k = 0; k < 4; k++) q[k] = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[k], mul)));
+    _mm256_storeu_si256((__m256i *)qs, pack_i8(q[0], q[1], q[2], q[3]));
+    return hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+}
+
+static void quant_q8_0(const float *x, struct sl_block_q8_0 *y, int64_t nb)
+{
+    float d;
+    for (int64_t i = 0; i < nb; i++, x += 32) (void)q8_block(x, y[i].qs, &y[i].d, &d);
+}
+
+static void quant_q8_1(const float *x, struct sl_block_q8_1 *y, int64_t nb)
+{
+    float d;
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        const int sum = q8_block(x, y[i].qs, &y[i].d, &d);
+        y[i].s = sl_fp32_to_fp16((float)sum * d);
+    }
+}
+
+/* Q8_K: the value of largest magnitude (the first, on ties) maps to -127;
+ * q = min(127, nearest_int(x * iscale)), plus the sum of every 16 quants. */
+static void quant_q8_K(const float *x, struct sl_block_q8_K *y, int64_t nb)
+{
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < nb; i++, x += SL_QK_K) {
+        __m256 vmax = _mm256_setzero_ps();
+        for (int k = 0; k < SL_QK_K; k += 8) vmax = _mm256_max_ps(vmax, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k)));
+        const float amax = hmax_ps(vmax);
+        if (!amax) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = 0;
+        const __m256 va = _mm256_set1_ps(amax);
+        for (int k = 0; k < SL_QK_K; k += 8) {
+            const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + k));
+            const int m = _mm256_movemask_ps(_mm256_cmp_ps(a, va, _CMP_EQ_OQ));
+            if (m) {
+                max = x[k + __builtin_ctz((unsigned)m)];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        const __m256 mul = _mm256_set1_ps(iscale);
+        const __m256i lim = _mm256_set1_epi32(127);
+        for (int g = 0; g < SL_QK_K / 32; g++) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + 32 * g + 8 * k), mul);
+                q[k] = _mm256_min_epi32(_mm256_cvtps_epi32(v), lim);
+            }
+            const __m256i b = pack_i8(q[0], q[1], q[2], q[3]);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + 32 * g), b);
+            /* sums of 8 bytes biased by 128 each, two per 16 quants */
+            const __m256i sad = _mm256_sad_epu8(_mm256_xor_si256(b, _mm256_set1_epi8((char)0x80)),
+                                                _mm256_setzero_si256());
+            long long s[4];
+            _mm256_storeu_si256((__m256i *)s, sad);
+            y[i].bsums[2 * g] = (int16_t)(s[0] + s[1] - 16 * 128);
+            y[i].bsums[2 * g + 1] = (int16_t)(s[2] + s[3] - 16 * 128);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+static void quant_f16(const float *x, uint16_t *y, int64_t n)
+{
+    fp32_to_fp16_row(n, x, y);
+}
+
+/* bfloat16, ties to even; NaN made quiet (bit 6), as sl_fp32_to_bf16. */
+static void quant_bf16(const float *x, uint16_t *y, int64_t n)
+{
+    const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff), inf = _mm256_set1_epi32(0x7f800000);
+    const __m256i one = _mm256_set1_epi32(1), r = _mm256_set1_epi32(0x7fff), qbit = _mm256_set1_epi32(0x40);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i h[2];
+        for (int k = 0; k < 2; k++) {
+            const __m256i u = _mm256_loadu_si256((const __m256i *)(x + i + 8 * k));
+            const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, abs_mask), inf);
+            const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
+            const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(r, odd)), 16);
+            const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), qbit);
+            h[k] = _mm256_blendv_epi8(rounded, quiet, nan);
+        }
+        /* packus works in 128-bit lanes: fix the order of the 64-bit quarters */
+        const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(h[0], h[1]), _MM_SHUFFLE(3, 1, 2, 0));
+        _mm256_storeu_si256((__m256i *)(y + i), p);
+    }
+    for (; i < n; i++) y[i] = sl_fp32_to_bf16(x[i]);
+}
+
+static void quantize_row(int type, const float *x, void *out, int64_t n)
+{
+    switch (type) {
+    case SL_TYPE_Q8_0:
+        if (n % SL_QK8_0) break;
+        quant_q8_0(x, out, n / SL_QK8_0);
+        return;
+    case SL_TYPE_Q8_1:
+        if (n % SL_QK8_1) break;
+        quant_q8_1(x, out, n / SL_QK8_1);
+        return;
+    case SL_TYPE_Q8_K:
+        if (n % SL_QK_K) break;
+        quant_q8_K(x, out, n / SL_QK_K);
+        return;
+    case SL_TYPE_F16: quant_f16(x, out, n); return;
+    case SL_TYPE_BF16: quant_bf16(x, out, n); return;
+    }
+    sl_quantize_row_ref(type, x, out, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the table                                                                 */
+/* ------------------------------------------------------------------------ */
+
+const struct sl_kernels sl_kernels_avx2 = {
+    .name = "avx2",
+    .vec_dot =
+        {
+            [SL_TYPE_F32] = dot_f32,   [SL_TYPE_F16] = dot_f16,   [SL_TYPE_BF16] = dot_bf16,
+            [SL_TYPE_Q4_0] = dot_q4_0, [SL_TYPE_Q4_1] = dot_q4_1, [SL_TYPE_Q5_0] = dot_q5_0,
+            [SL_TYPE_Q5_1] = dot_q5_1, [SL_TYPE_Q8_0] = dot_q8_0, [SL_TYPE_Q2_K] = dot_q2_K,
+            [SL_TYPE_Q3_K] = dot_q3_K, [SL_TYPE_Q4_K] = dot_q4_K, [SL_TYPE_Q5_K] = dot_q5_K,
+            [SL_TYPE_Q6_K] = dot_q6_K,
+        },
+    .quantize_row = quantize_row,
+    .dot_f16_f32 = dot_f16_f32,
+    .axpy_f16 = axpy_f16,
+    .fp32_to_fp16_row = fp32_to_fp16_row,
+};
+
+#endif /* x86 */

@@ -1,0 +1,628 @@
+/*
+ * dot_avx512.c - AVX-512 kernels: F, BW, VL and VNNI (engine layer).
+ *
+ * Built with the AVX-512 flags plus -mavx2 -mfma -mf16c (CMakeLists.txt),
+ * handed out by kernels.c only on a CPU that has all of them. The scalar
+ * twins are the same as for dot_avx2.c (sl_vec_dot_ref,
+ * sl_quantize_row_ref, the sl_*_ref attention helpers in kernels.c).
+ *
+ * Same arithmetic as the AVX2 file, twice as wide and with VNNI:
+ * - the 32-value blocks go two to a 512-bit register; vpdpbusd multiplies
+ *   u8 weights by s8 activations and sums each 4 products into int32 with
+ *   no intermediate int16 (so no saturation at all); a signed weight is
+ *   made unsigned by |w| and the activation takes its sign, or by an
+ *   offset taken off with a second vpdpbusd against the constant;
+ * - the K-quants unpack 64 values (2 or 4 sub-blocks) per register,
+ *   vpmaddubsw them into int16 pairs, and vpdpwssd multiplies those by the
+ *   int16 sub-block scales and accumulates in int32 in one instruction;
+ * - float rows and the attention helpers use masked loads for the tail.
+ * The activation quantizers stay bit-identical to the references (see
+ * dot_avx2.c); FP contraction is off for the same reason.
+ */
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
+#include <string.h>
+
+#include "kernels_int.h"
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* helpers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static inline float h2f(uint16_t h)
+{
+    return _cvtsh_ss(h);
+}
+
+/* Mask of the first r (< 16) lanes. */
+static inline __mmask16 tail16(int64_t r)
+{
+    return (__mmask16)((1u << r) - 1);
+}
+
+/* Two 256-bit halves as one register: a low, b high. */
+static inline __m512i join(__m256i a, __m256i b)
+{
+    return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
+}
+
+static inline __m512i load2x32(const void *a, const void *b)
+{
+    return join(_mm256_loadu_si256((const __m256i *)a), _mm256_loadu_si256((const __m256i *)b));
+}
+
+/* Per-block scales: d0 in lanes 0..7, d1 in lanes 8..15. */
+static inline __m512 scale2(float d0, float d1)
+{
+    return _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(d0), _mm512_set1_ps(d1));
+}
+
+/* The 32 4-bit values of two Q4/Q5 blocks as bytes, in value order. */
+static inline __m512i nibbles_64(const uint8_t *qs0, const uint8_t *qs1)
+{
+    const __m128i t0 = _mm_loadu_si128((const __m128i *)qs0);
+    const __m128i t1 = _mm_loadu_si128((const __m128i *)qs1);
+    const __m512i z = join(_mm256_set_m128i(_mm_srli_epi16(t0, 4), t0), _mm256_set_m128i(_mm_srli_epi16(t1, 4), t1));
+    return _mm512_and_si512(z, _mm512_set1_epi8(0xF));
+}
+
+/* Q5 high bits of two blocks as a byte mask (bit j: value j of block 0,
+ * bit 32 + j: value j of block 1). */
+static inline __mmask64 qh_mask(const uint8_t *qh0, const uint8_t *qh1)
+{
+    uint32_t a, b;
+    memcpy(&a, qh0, 4);
+    memcpy(&b, qh1, 4);
+    return (__mmask64)a | ((__mmask64)b << 32);
+}
+
+/* int16 lane i of the result is scale (k + i / group) of the 16 int16
+ * scales in sc: the scales of the sub-blocks that one register of products
+ * covers (group 16 for Q4_K/Q5_K's 32-value sub-blocks, 8 for 16-value). */
+static inline __m512i scales_for(__m256i sc, int k, int group)
+{
+    const __m512i lane = _mm512_set_epi32(0x001f001e, 0x001d001c, 0x001b001a, 0x00190018, 0x00170016,
+                                          0x00150014, 0x00130012, 0x00110010, 0x000f000e, 0x000d000c,
+                                          0x000b000a, 0x00090008, 0x00070006, 0x00050004, 0x00030002,
+                                          0x00010000);
+    const __m512i idx = _mm512_add_epi16(group == 16 ? _mm512_srli_epi16(lane, 4) : _mm512_srli_epi16(lane, 3),
+                                         _mm512_set1_epi16((short)k));
+    return _mm512_permutexvar_epi16(idx, _mm512_castsi256_si512(sc));
+}
+
+/* ------------------------------------------------------------------------ */
+/* 32-value blocks, two per register                                         */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Each BLOCK2 takes blocks i and j (j == i for an odd last block, whose
+ * second copy gets scale 0) and returns the updated accumulator; `summ`
+ * gathers the Q4_1/Q5_1 min terms, once per real block.
+ */
+#define DOT_32x2(name, WT, AT, BLOCK2)                                          \
+    static float name(int64_t n, const void *vw, const void *va)               \
+    {                                                                          \
+        const WT *x = vw;                                                      \
+        const AT *y = va;                                                      \
+        const int64_t nb = n / 32;                                             \
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();         \
+        float summ = 0;                                                        \
+        int64_t i = 0;                                                         \
+        for (; i + 3 < nb; i += 4) {                                           \
+            acc0 = BLOCK2(&x[i], &y[i], &x[i + 1], &y[i + 1], 1, acc0, &summ); \
+            acc1 = BLOCK2(&x[i + 2], &y[i + 2], &x[i + 3], &y[i + 3], 1, acc1, &summ); \
+        }                                                                      \
+        for (; i + 1 < nb; i += 2)                                             \
+            acc0 = BLOCK2(&x[i], &y[i], &x[i + 1], &y[i + 1], 1, acc0, &summ); \
+        if (i < nb) acc0 = BLOCK2(&x[i], &y[i], &x[i], &y[i], 0, acc0, &summ); \
+        return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + summ;         \
+    }
+
+/* sum (q - off) * a for u8 q: one vpdpbusd for q * a, one for off * a. */
+static inline __m512 fma_offset(__m512i q, __m512i a, char off, __m512 d, __m512 acc)
+{
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i p = _mm512_sub_epi32(_mm512_dpbusd_epi32(zero, q, a),
+                                       _mm512_dpbusd_epi32(zero, _mm512_set1_epi8(off), a));
+    return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+}
+
+static inline __m512 blk2_q4_0(const struct sl_block_q4_0 *x0, const struct sl_block_q8_0 *y0,
+                               const struct sl_block_q4_0 *x1, const struct sl_block_q8_0 *y1, int two,
+                               __m512 acc, float *summ)
+{
+    (void)summ;
+    const __m512 d = scale2(h2f(x0->d) * h2f(y0->d), two ? h2f(x1->d) * h2f(y1->d) : 0.0f);
+    return fma_offset(nibbles_64(x0->qs, x1->qs), load2x32(y0->qs, y1->qs), 8, d, acc);
+}
+
+static inline __m512 blk2_q5_0(const struct sl_block_q5_0 *x0, const struct sl_block_q8_0 *y0,
+                               const struct sl_block_q5_0 *x1, const struct sl_block_q8_0 *y1, int two,
+                               __m512 acc, float *summ)
+{
+    (void)summ;
+    const __m512 d = scale2(h2f(x0->d) * h2f(y0->d), two ? h2f(x1->d) * h2f(y1->d) : 0.0f);
+    __m512i q = nibbles_64(x0->qs, x1->qs);
+    q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(qh_mask(x0->qh, x1->qh), _mm512_set1_epi8(0x10)));
+    return fma_offset(q, load2x32(y0->qs, y1->qs), 16, d, acc);
+}
+
+static inline __m512 blk2_q4_1(const struct sl_block_q4_1 *x0, const struct sl_block_q8_1 *y0,
+                               const struct sl_block_q4_1 *x1, const struct sl_block_q8_1 *y1, int two,
+                               __m512 acc, float *summ)
+{
+    *summ += h2f(x0->m) * h2f(y0->s);
+    if (two) *summ += h2f(x1->m) * h2f(y1->s);
+    const __m512 d = scale2(h2f(x0->d) * h2f(y0->d), two ? h2f(x1->d) * h2f(y1->d) : 0.0f);
+    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles_64(x0->qs, x1->qs),
+                                          load2x32(y0->qs, y1->qs));
+    return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+}
+
+static inline __m512 blk2_q5_1(const struct sl_block_q5_1 *x0, const struct sl_block_q8_1 *y0,
+                               const struct sl_block_q5_1 *x1, const struct sl_block_q8_1 *y1, int two,
+                               __m512 acc, float *summ)
+{
+    *summ += h2f(x0->m) * h2f(y0->s);
+    if (two) *summ += h2f(x1->m) * h2f(y1->s);
+    const __m512 d = scale2(h2f(x0->d) * h2f(y0->d), two ? h2f(x1->d) * h2f(y1->d) : 0.0f);
+    __m512i q = nibbles_64(x0->qs, x1->qs);
+    q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(qh_mask(x0->qh, x1->qh), _mm512_set1_epi8(0x10)));
+    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, load2x32(y0->qs, y1->qs));
+    return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+}
+
+/* Q8_0: |w| times the activation negated where w < 0. */
+static inline __m512 blk2_q8_0(const struct sl_block_q8_0 *x0, const struct sl_block_q8_0 *y0,
+                               const struct sl_block_q8_0 *x1, const struct sl_block_q8_0 *y1, int two,
+                               __m512 acc, float *summ)
+{
+    (void)summ;
+    const __m512 d = scale2(h2f(x0->d) * h2f(y0->d), two ? h2f(x1->d) * h2f(y1->d) : 0.0f);
+    const __m512i w = load2x32(x0->qs, x1->qs), a = load2x32(y0->qs, y1->qs);
+    const __m512i sa = _mm512_mask_sub_epi8(a, _mm512_movepi8_mask(w), _mm512_setzero_si512(), a);
+    const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(w), sa);
+    return _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);
+}
+
+DOT_32x2(dot_q4_0, struct sl_block_q4_0, struct sl_block_q8_0, blk2_q4_0)
+DOT_32x2(dot_q4_1, struct sl_block_q4_1, struct sl_block_q8_1, blk2_q4_1)
+DOT_32x2(dot_q5_0, struct sl_block_q5_0, struct sl_block_q8_0, blk2_q5_0)
+DOT_32x2(dot_q5_1, struct sl_block_q5_1, struct sl_block_q8_1, blk2_q5_1)
+DOT_32x2(dot_q8_0, struct sl_block_q8_0, struct sl_block_q8_0, blk2_q8_0)
+
+/* ------------------------------------------------------------------------ */
+/* K-quants                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* The 8 6-bit scales (bytes 0..7) and mins (bytes 8..15) of a Q4_K/Q5_K
+ * block (same unpacking as dot_avx2.c). */
+static inline __m128i k4_scales_mins(const uint8_t scales[SL_K_SCALE_SIZE])
+{
+    uint32_t u[4];
+    memcpy(u, scales, SL_K_SCALE_SIZE);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    u[3] = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+    const uint32_t mins_lo = u[1] & m6;
+    u[1] = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);
+    u[2] = mins_lo;
+    u[0] &= m6;
+    return _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
+}
+
+static inline __m128i q3k_scales(const uint8_t scales[SL_K_SCALE_SIZE])
+{
+    uint32_t a[3];
+    memcpy(a, scales, SL_K_SCALE_SIZE);
+    const uint32_t m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    const __m128i s = _mm_set_epi32((int)(((a[1] >> 4) & m4) | (((a[2] >> 6) & m2) << 4)),
+                                    (int)(((a[0] >> 4) & m4) | (((a[2] >> 4) & m2) << 4)),
+                                    (int)((a[1] & m4) | (((a[2] >> 2) & m2) << 4)),
+                                    (int)((a[0] & m4) | ((a[2] & m2) << 4)));
+    return _mm_sub_epi8(s, _mm_set1_epi8(32));
+}
+
+/* Min term of Q4_K/Q5_K: sum_j m_j * (bsums[2j] + bsums[2j + 1]), 4 lanes. */
+static inline __m128i k4_summs(__m256i sm, const int16_t *bsums)
+{
+    const __m256i bs = _mm256_loadu_si256((const __m256i *)bsums);
+    const __m128i bs2 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+    return _mm_madd_epi16(_mm256_extracti128_si256(sm, 1), bs2);
+}
+
+static float dot_q2_K(int64_t n, const void *vw, const void *va)
+{
+    const struct sl_block_q2_K *x = vw;
+    const struct sl_block_q8_K *y = va;
+    const int64_t nb = n / SL_QK_K;
+    const __m512i m3 = _mm512_set1_epi8(3);
+    __m512 acc = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float dall = y[i].d * h2f(x[i].d);
+        const float dmin = -y[i].d * h2f(x[i].dmin);
+        const __m128i sm = _mm_loadu_si128((const __m128i *)x[i].scales);
+        const __m128i m4 = _mm_set1_epi8(0xF);
+        const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sm, 4), m4));
+        const __m256i summs = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        accm = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(summs), accm);
+
+        const __m256i sc = _mm256_cvtepu8_epi16(_mm_and_si128(sm, m4));
+        __m512i sumi = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            /* values 128h + 0..63 (shifts 0, 2) and 128h + 64..127 (4, 6) */
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            const __m512i z = join(bits, _mm256_srli_epi16(bits, 2));
+            const __m512i q0 = _mm512_and_si512(z, m3);
+            const __m512i q1 = _mm512_and_si512(_mm512_srli_epi16(z, 4), m3);
+            const int8_t *q8 = y[i].qs + 128 * h;
+            const __m512i p0 = _mm512_maddubs_epi16(q0, _mm512_loadu_si512(q8));
+            const __m512i p1 = _mm512_maddubs_epi16(q1, _mm512_loadu_si512(q8 + 64));
+            sumi = _mm512_dpwssd_epi32(sumi, scales_for(sc, 8 * h, 8), p0);
+            sumi = _mm512_dpwssd_epi32(sumi, scales_for(sc, 8 * h + 4, 8), p1);
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(dall), _mm512_cvtepi32_ps(sumi), acc);
+    }
+    return _mm512_reduce_add_ps(acc) +
+           (accm[0] + accm[1] + accm[2] + accm[3] + accm[4] + accm[5] + accm[6] + accm[7]);
+}
+
+static float dot_q3_K(int64_t n, const void *vw, const void *va)
+{
+    const struct sl_block_q3_K *x = vw;
+    const struct sl_block_q8_K *y = va;
+    const int64_t nb = n / SL_QK_K;
+    const __m512i m3 = _mm512_set1_epi8(3), four = _mm512_set1_epi8(4);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        const __m256i sc = _mm256_cvtepi8_epi16(q3k_scales(x[i].scales));
+        const __m256i offs = _mm256_madd_epi16(sc, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+        const __m512i hz = join(hb, hb);
+        __m512i sumi = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * h));
+            const __m512i z = join(bits, _mm256_srli_epi16(bits, 2));
+            const int8_t *q8 = y[i].qs + 128 * h;
+            for (int pr = 0; pr < 2; pr++) {
+                /* shifts s = 2pr and 2pr + 1: hmask bits 4h + s */
+                const int b = 4 * h + 2 * pr;
+                const __m512i sel = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, _mm512_set1_epi8((char)(1 << b)),
+                                                           _mm512_set1_epi8((char)(1 << (b + 1))));
+                __m512i q = _mm512_and_si512(pr ? _mm512_srli_epi16(z, 4) : z, m3);
+                q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(hz, sel), q, four);
+                const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(q8 + 64 * pr));
+                sumi = _mm512_dpwssd_epi32(sumi, scales_for(sc, 8 * h + 4 * pr, 8), p);
+            }
+        }
+        const __m512i off = _mm512_castsi256_si512(_mm256_slli_epi32(offs, 2));
+        sumi = _mm512_sub_epi32(sumi, _mm512_maskz_mov_epi32(0x00FF, off));
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+static float dot_q4_K(int64_t n, const void *vw, const void *va)
+{
+    const struct sl_block_q4_K *x = vw;
+    const struct sl_block_q8_K *y = va;
+    const int64_t nb = n / SL_QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0xF);
+    __m512 acc = _mm512_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        const float dmin = -y[i].d * h2f(x[i].dmin);
+        const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_mins(x[i].scales));
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(k4_summs(sm, y[i].bsums)), accm);
+        __m512i sumi = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+            /* sub-block 2g in the low nibbles, 2g + 1 in the high ones */
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * g));
+            const __m512i q = _mm512_and_si512(join(bits, _mm256_srli_epi16(bits, 4)), m4);
+            const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[i].qs + 64 * g));
+            sumi = _mm512_dpwssd_epi32(sumi, scales_for(sm, 2 * g, 16), p);
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+    }
+    return _mm512_reduce_add_ps(acc) + (accm[0] + accm[1] + accm[2] + accm[3]);
+}
+
+static float dot_q5_K(int64_t n, const void *vw, const void *va)
+{
+    const struct sl_block_q5_K *x = vw;
+    const struct sl_block_q8_K *y = va;
+    const int64_t nb = n / SL_QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0xF), m16 = _mm512_set1_epi8(0x10);
+    __m512 acc = _mm512_setzero_ps();
+    __m128 accm = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        const float dmin = -y[i].d * h2f(x[i].dmin);
+        const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_mins(x[i].scales));
+        accm = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(k4_summs(sm, y[i].bsums)), accm);
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)x[i].qh);
+        const __m512i hz = join(hb, hb);
+        __m512i sumi = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+            const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * g));
+            __m512i q = _mm512_and_si512(join(bits, _mm256_srli_epi16(bits, 4)), m4);
+            /* bit 2g of qh for the low half, bit 2g + 1 for the high half */
+            const __m512i sel = _mm512_mask_blend_epi8(0xFFFFFFFF00000000ull, _mm512_set1_epi8((char)(1 << (2 * g))),
+                                                       _mm512_set1_epi8((char)(1 << (2 * g + 1))));
+            q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(hz, sel), q, m16);
+            const __m512i p = _mm512_maddubs_epi16(q, _mm512_loadu_si512(y[i].qs + 64 * g));
+            sumi = _mm512_dpwssd_epi32(sumi, scales_for(sm, 2 * g, 16), p);
+        }
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+    }
+    return _mm512_reduce_add_ps(acc) + (accm[0] + accm[1] + accm[2] + accm[3]);
+}
+
+static float dot_q6_K(int64_t n, const void *vw, const void *va)
+{
+    const struct sl_block_q6_K *x = vw;
+    const struct sl_block_q8_K *y = va;
+    const int64_t nb = n / SL_QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0xF), m2 = _mm512_set1_epi8(0x30);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = y[i].d * h2f(x[i].d);
+        const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        const __m256i offs = _mm256_madd_epi16(sc, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        __m512i sumi = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            /* r = 0, 1 from the low nibbles of ql[64h ..], r = 2, 3 from the high */
+            const __m512i l = load2x32(x[i].ql + 64 * h, x[i].ql + 64 * h + 32);
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * h));
+            const __m512i h01 = join(_mm256_slli_epi16(qh, 4), _mm256_slli_epi16(qh, 2));
+            const __m512i h23 = join(qh, _mm256_srli_epi16(qh, 2));
+            const __m512i q01 = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(h01, m2));
+            const __m512i q23 =
+                _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(h23, m2));
+            const int8_t *q8 = y[i].qs + 128 * h;
+            const __m512i p01 = _mm512_maddubs_epi16(q01, _mm512_loadu_si512(q8));
+            const __m512i p23 = _mm512_maddubs_epi16(q23, _mm512_loadu_si512(q8 + 64));
+            sumi = _mm512_dpwssd_epi32(sumi, scales_for(sc, 8 * h, 8), p01);
+            sumi = _mm512_dpwssd_epi32(sumi, scales_for(sc, 8 * h + 4, 8), p23);
+        }
+        const __m512i off = _mm512_castsi256_si512(_mm256_slli_epi32(offs, 5));
+        sumi = _mm512_sub_epi32(sumi, _mm512_maskz_mov_epi32(0x00FF, off));
+        acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+/* ------------------------------------------------------------------------ */
+/* float rows                                                                */
+/* ------------------------------------------------------------------------ */
+
+static inline __m512 load_f32(const float *p, __mmask16 m)
+{
+    return _mm512_maskz_loadu_ps(m, p);
+}
+
+static inline __m512 load_f16(const uint16_t *p, __mmask16 m)
+{
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+
+static inline __m512 load_bf16(const uint16_t *p, __mmask16 m)
+{
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+
+/* Four accumulators of 16 lanes, masked loads for the last < 16 values. */
+#define DOT_FLOAT(name, T, LOAD)                                                            \
+    static float name(int64_t n, const void *vw, const void *va)                            \
+    {                                                                                       \
+        const T *x = vw, *y = va;                                                           \
+        const __mmask16 all = 0xFFFF;                                                       \
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                         \
+        int64_t i = 0;                                                                      \
+        for (; i + 64 <= n; i += 64) {                                                      \
+            a0 = _mm512_fmadd_ps(LOAD(x + i, all), LOAD(y + i, all), a0);                   \
+            a1 = _mm512_fmadd_ps(LOAD(x + i + 16, all), LOAD(y + i + 16, all), a1);         \
+            a2 = _mm512_fmadd_ps(LOAD(x + i + 32, all), LOAD(y + i + 32, all), a2);         \
+            a3 = _mm512_fmadd_ps(LOAD(x + i + 48, all), LOAD(y + i + 48, all), a3);         \
+        }                                                                                   \
+        for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(LOAD(x + i, all), LOAD(y + i, all), a0); \
+        if (i < n) {                                                                        \
+            const __mmask16 m = tail16(n - i);                                              \
+            a1 = _mm512_fmadd_ps(LOAD(x + i, m), LOAD(y + i, m), a1);                       \
+        }                                                                                   \
+        return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))); \
+    }
+
+DOT_FLOAT(dot_f32, float, load_f32)
+DOT_FLOAT(dot_f16, uint16_t, load_f16)
+DOT_FLOAT(dot_bf16, uint16_t, load_bf16)
+
+/* ------------------------------------------------------------------------ */
+/* attention helpers                                                         */
+/* ------------------------------------------------------------------------ */
+
+static float dot_f16_f32(int64_t n, const uint16_t *k, const float *q)
+{
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm512_fmadd_ps(load_f16(k + i, 0xFFFF), _mm512_loadu_ps(q + i), a0);
+        a1 = _mm512_fmadd_ps(load_f16(k + i + 16, 0xFFFF), _mm512_loadu_ps(q + i + 16), a1);
+    }
+    for (; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? 0xFFFF : tail16(n - i);
+        a0 = _mm512_fmadd_ps(load_f16(k + i, m), load_f32(q + i, m), a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+static void axpy_f16(int64_t n, float a, const uint16_t *v, float *acc)
+{
+    const __m512 va = _mm512_set1_ps(a);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? 0xFFFF : tail16(n - i);
+        _mm512_mask_storeu_ps(acc + i, m, _mm512_fmadd_ps(va, load_f16(v + i, m), load_f32(acc + i, m)));
+    }
+}
+
+static void fp32_to_fp16_row(int64_t n, const float *x, uint16_t *y)
+{
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? 0xFFFF : tail16(n - i);
+        const __m256i h = _mm512_cvtps_ph(load_f32(x + i, m), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm256_mask_storeu_epi16(y + i, m, h);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* activation quantizers                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* roundf() of 16 floats, ties away from zero (see dot_avx2.c round_away). */
+static inline __m512 round_away(__m512 v)
+{
+    const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
+    const __mmask16 up = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+    const __m512 step = _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(_mm512_set1_ps(1.0f)),
+        _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u))));
+    return _mm512_mask_add_ps(t, up, t, step);
+}
+
+/* Q8_0 and Q8_1 (as dot_avx2.c q8_block); returns the sum of the quants. */
+static inline int q8_block(const float *x, int8_t *qs, uint16_t *d_out, float *d_val)
+{
+    const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    const float d = amax / 127;
+    const float id = d ? 1.0f / d : 0.0f;
+    *d_out = sl_fp32_to_fp16(d);
+    *d_val = d;
+    const __m512 mul = _mm512_set1_ps(id);
+    const __m512i q0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, mul)));
+    const __m512i q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, mul)));
+    _mm_storeu_si128((__m128i *)qs, _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtsepi32_epi8(q1));
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+}
+
+static void quant_q8_0(const float *x, struct sl_block_q8_0 *y, int64_t nb)
+{
+    float d;
+    for (int64_t i = 0; i < nb; i++, x += 32) (void)q8_block(x, y[i].qs, &y[i].d, &d);
+}
+
+static void quant_q8_1(const float *x, struct sl_block_q8_1 *y, int64_t nb)
+{
+    float d;
+    for (int64_t i = 0; i < nb; i++, x += 32) {
+        const int sum = q8_block(x, y[i].qs, &y[i].d, &d);
+        y[i].s = sl_fp32_to_fp16((float)sum * d);
+    }
+}
+
+/* Q8_K (as dot_avx2.c quant_q8_K); each register is one group of 16. */
+static void quant_q8_K(const float *x, struct sl_block_q8_K *y, int64_t nb)
+{
+    for (int64_t i = 0; i < nb; i++, x += SL_QK_K) {
+        __m512 vmax = _mm512_setzero_ps();
+        for (int k = 0; k < SL_QK_K; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
+        const float amax = _mm512_reduce_max_ps(vmax);
+        if (!amax) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = 0;
+        const __m512 va = _mm512_set1_ps(amax);
+        for (int k = 0; k < SL_QK_K; k += 16) {
+            const __mmask16 m = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_loadu_ps(x + k)), va, _CMP_EQ_OQ);
+            if (m) {
+                max = x[k + __builtin_ctz((unsigned)m)];
+                break;
+            }
+        }
+        const float iscale = -127.f / max;
+        const __m512 mul = _mm512_set1_ps(iscale);
+        const __m512i lim = _mm512_set1_epi32(127);
+        for (int g = 0; g < SL_QK_K / 16; g++) {
+            const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), mul);
+            const __m512i q = _mm512_min_epi32(_mm512_cvtps_epi32(v), lim);
+            _mm_storeu_si128((__m128i *)(y[i].qs + 16 * g), _mm512_cvtsepi32_epi8(q));
+            y[i].bsums[g] = (int16_t)_mm512_reduce_add_epi32(q);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+/* bfloat16, ties to even, NaN made quiet (as dot_avx2.c quant_bf16). */
+static void quant_bf16(const float *x, uint16_t *y, int64_t n)
+{
+    const __m512i abs_mask = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    const __m512i one = _mm512_set1_epi32(1), r = _mm512_set1_epi32(0x7fff), qbit = _mm512_set1_epi32(0x40);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? 0xFFFF : tail16(n - i);
+        const __m512i u = _mm512_castps_si512(load_f32(x + i, m));
+        const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, abs_mask), inf);
+        const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), one);
+        const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(r, odd)), 16);
+        const __m512i quiet = _mm512_or_si512(_mm512_srli_epi32(u, 16), qbit);
+        const __m512i h = _mm512_mask_blend_epi32(nan, rounded, quiet);
+        _mm256_mask_storeu_epi16(y + i, m, _mm512_cvtepi32_epi16(h));
+    }
+}
+
+static void quantize_row(int type, const float *x, void *out, int64_t n)
+{
+    switch (type) {
+    case SL_TYPE_Q8_0:
+        if (n % SL_QK8_0) break;
+        quant_q8_0(x, out, n / SL_QK8_0);
+        return;
+    case SL_TYPE_Q8_1:
+        if (n % SL_QK8_1) break;
+        quant_q8_1(x, out, n / SL_QK8_1);
+        return;
+    case SL_TYPE_Q8_K:
+        if (n % SL_QK_K) break;
+        quant_q8_K(x, out, n / SL_QK_K);
+        return;
+    case SL_TYPE_F16: fp32_to_fp16_row(n, x, out); return;
+    case SL_TYPE_BF16: quant_bf16(x, out, n); return;
+    }
+    sl_quantize_row_ref(type, x, out, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the table                                                                 */
+/* ------------------------------------------------------------------------ */
+
+const struct sl_kernels sl_kernels_avx512 = {
+    .name = "avx512",
+    .vec_dot =
+        {
+            [SL_TYPE_F32] = dot_f32,   [SL_TYPE_F16] = dot_f16,   [SL_TYPE_BF16] = dot_bf16,
+            [SL_TYPE_Q4_0] = dot_q4_0, [SL_TYPE_Q4_1] = dot_q4_1, [SL_TYPE_Q5_0] = dot_q5_0,
+            [SL_TYPE_Q5_1] = dot_q5_1, [SL_TYPE_Q8_0] = dot_q8_0, [SL_TYPE_Q2_K] = dot_q2_K,
+            [SL_TYPE_Q3_K] = dot_q3_K, [SL_TYPE_Q4_K] = dot_q4_K, [SL_TYPE_Q5_K] = dot_q5_K,
+            [SL_TYPE_Q6_K] = dot_q6_K,
+        },
+    .quantize_row = quantize_row,
+    .dot_f16_f32 = dot_f16_f32,
+    .axpy_f16 = axpy_f16,
+    .fp32_to_fp16_row = fp32_to_fp16_row,
+};
+
+#endif /* x86 */

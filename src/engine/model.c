@@ -1,0 +1,358 @@
+/*
+ * model.c - bind a GGUF file to struct sl_model (engine layer).
+ *
+ * Reads the architecture's hyper-parameters from `<arch>.*` metadata, finds
+ * every tensor the architecture needs under llama.cpp's names
+ * (blk.N.attn_q.weight, ...), and checks each one's shape and type before
+ * the forward pass ever touches it. Weights stay in the mapping, quantized.
+ */
+#include "model.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "vocab.h"
+
+static const char *const arch_names[SL_ARCH_COUNT] = {
+    [SL_ARCH_LLAMA] = "llama", [SL_ARCH_QWEN2] = "qwen2",   [SL_ARCH_QWEN3] = "qwen3",
+    [SL_ARCH_PHI3] = "phi3",   [SL_ARCH_GEMMA2] = "gemma2", [SL_ARCH_GEMMA3] = "gemma3",
+};
+
+const char *sl_arch_name(enum sl_arch a)
+{
+    return (unsigned)a < SL_ARCH_COUNT ? arch_names[a] : "?";
+}
+
+/* ------------------------------------------------------------------------ */
+/* metadata                                                                  */
+/* ------------------------------------------------------------------------ */
+
+struct loader {
+    struct sl_model *m;
+    struct sl_gguf *g;
+    struct sl_err *err;
+};
+
+/* `<arch>.<suffix>` as u32; required unless def >= 0. */
+static int hp_u32(struct loader *ld, const char *suffix, int64_t def, int32_t *out)
+{
+    char key[128];
+    uint32_t v;
+    snprintf(key, sizeof key, "%s.%s", ld->m->arch_name, suffix);
+    int rc = sl_gguf_get_u32(ld->g, key, &v, ld->err);
+    if (rc == SL_ENOTFOUND && def >= 0) {
+        *out = (int32_t)def;
+        return 0;
+    }
+    if (rc == SL_ENOTFOUND)
+        return sl_err_set(ld->err, SL_EFORMAT, "model: required key '%s' is missing", key);
+    if (rc) return rc;
+    if (v > INT32_MAX) return sl_err_set(ld->err, SL_EFORMAT, "model: '%s' = %u is too large", key, v);
+    *out = (int32_t)v;
+    return 0;
+}
+
+static int hp_f32(struct loader *ld, const char *suffix, float def, float *out)
+{
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", ld->m->arch_name, suffix);
+    int rc = sl_gguf_get_f32(ld->g, key, out, ld->err);
+    if (rc == SL_ENOTFOUND) {
+        *out = def;
+        return 0;
+    }
+    return rc;
+}
+
+static int read_hparams(struct loader *ld)
+{
+    struct sl_model *m = ld->m;
+    struct sl_hparams *hp = &m->hp;
+    int rc;
+    bool gemma = m->arch == SL_ARCH_GEMMA2 || m->arch == SL_ARCH_GEMMA3;
+
+    if ((rc = hp_u32(ld, "embedding_length", -1, &hp->n_embd))) return rc;
+    if ((rc = hp_u32(ld, "block_count", -1, &hp->n_layer))) return rc;
+    if ((rc = hp_u32(ld, "feed_forward_length", -1, &hp->n_ff))) return rc;
+    if ((rc = hp_u32(ld, "attention.head_count", -1, &hp->n_head))) return rc;
+    if ((rc = hp_u32(ld, "attention.head_count_kv", hp->n_head, &hp->n_head_kv))) return rc;
+    if ((rc = hp_u32(ld, "context_length", 2048, &hp->n_ctx_train))) return rc;
+    if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 || hp->n_ff <= 0)
+        return sl_err_set(ld->err, SL_EFORMAT,
+                          "model: bad shape: n_embd %d, n_layer %d, n_head %d, n_head_kv %d, n_ff %d",
+                          hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->n_ff);
+    if (hp->n_layer > 4096 || hp->n_head % hp->n_head_kv != 0)
+        return sl_err_set(ld->err, SL_EFORMAT,
+                          "model: bad shape: n_layer %d, n_head %d not a multiple of n_head_kv %d",
+                          hp->n_layer, hp->n_head, hp->n_head_kv);
+    if ((rc = hp_u32(ld, "attention.key_length", hp->n_embd / hp->n_head, &hp->head_dim))) return rc;
+    if ((rc = hp_u32(ld, "attention.value_length", hp->head_dim, &hp->head_dim_v))) return rc;
+    if ((rc = hp_u32(ld, "rope.dimension_count", hp->head_dim, &hp->n_rot))) return rc;
+    if (hp->head_dim <= 0 || hp->head_dim > 1024 || hp->head_dim_v <= 0 || hp->head_dim_v > 1024 ||
+        hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
+        return sl_err_set(ld->err, SL_EFORMAT, "model: bad head shape: key %d, value %d, rope dims %d",
+                          hp->head_dim, hp->head_dim_v, hp->n_rot);
+
+    if ((rc = hp_f32(ld, "attention.layer_norm_rms_epsilon", 1e-5f, &hp->norm_eps))) return rc;
+    if ((rc = hp_f32(ld, "rope.freq_base", 10000.0f, &hp->rope_base))) return rc;
+    if ((rc = hp_f32(ld, "rope.freq_base_swa", 10000.0f, &hp->rope_base_swa))) return rc;
+    if (!(hp->norm_eps >= 0 && hp->norm_eps < 1) || !(hp->rope_base > 0) || !(hp->rope_base_swa > 0))
+        return sl_err_set(ld->err, SL_EFORMAT, "model: bad norm epsilon %g or RoPE base %g",
+                          (double)hp->norm_eps, (double)hp->rope_base);
+
+    /* RoPE scaling: linear is supported; others are refused, not ignored */
+    hp->rope_scale = 1.0f;
+    char key[128];
+    struct sl_str stype;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", m->arch_name);
+    if (sl_gguf_get_str(ld->g, key, &stype, NULL) == 0 && !sl_str_eq(stype, "none")) {
+        if (!sl_str_eq(stype, "linear"))
+            return sl_err_set(ld->err, SL_EUNSUPPORTED, "model: RoPE scaling type '%.*s' is not supported",
+                              (int)SL_MIN(stype.len, 32), stype.ptr);
+        float factor;
+        if ((rc = hp_f32(ld, "rope.scaling.factor", 1.0f, &factor))) return rc;
+        if (!(factor > 0)) return sl_err_set(ld->err, SL_EFORMAT, "model: bad rope.scaling.factor");
+        hp->rope_scale = 1.0f / factor;
+    }
+
+    hp->rope_type = m->arch == SL_ARCH_LLAMA ? SL_ROPE_NORMAL : SL_ROPE_NEOX;
+    hp->ffn_act = gemma ? SL_FFN_GELU : SL_FFN_SILU;
+    hp->embd_scale = gemma ? sqrtf((float)hp->n_embd) : 1.0f;
+    hp->attn_scale = 1.0f / sqrtf((float)hp->head_dim);
+    if (m->arch == SL_ARCH_GEMMA2) {
+        if ((rc = hp_f32(ld, "attn_logit_softcapping", 50.0f, &hp->attn_softcap))) return rc;
+        if ((rc = hp_f32(ld, "final_logit_softcapping", 30.0f, &hp->final_softcap))) return rc;
+    } else {
+        if ((rc = hp_f32(ld, "final_logit_softcapping", 0.0f, &hp->final_softcap))) return rc;
+    }
+    if (hp->attn_softcap < 0 || hp->final_softcap < 0)
+        return sl_err_set(ld->err, SL_EFORMAT, "model: negative soft-capping value");
+
+    int32_t swa_pattern = 0;
+    if (gemma || m->arch == SL_ARCH_PHI3) {
+        if ((rc = hp_u32(ld, "attention.sliding_window", 0, &hp->n_swa))) return rc;
+        /* gemma2 alternates local/global; gemma3 has 5 local per global */
+        int32_t def = m->arch == SL_ARCH_GEMMA2 ? 2 : m->arch == SL_ARCH_GEMMA3 ? 6 : 1;
+        if ((rc = hp_u32(ld, "attention.sliding_window_pattern", def, &swa_pattern))) return rc;
+        if (swa_pattern <= 0) swa_pattern = 1;
+    }
+
+    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->layers) return sl_err_set(ld->err, SL_ENOMEM, "model: out of memory");
+    for (int il = 0; il < hp->n_layer; il++) {
+        struct sl_layer *L = &m->layers[il];
+        /* like llama.cpp's set_swa_pattern: the last layer of each group is global */
+        L->swa = hp->n_swa > 0 && (swa_pattern == 1 || il % swa_pattern < swa_pattern - 1);
+        L->rope_base = hp->rope_base;
+        L->rope_scale = hp->rope_scale;
+        if (m->arch == SL_ARCH_GEMMA3 && L->swa) {
+            L->rope_base = hp->rope_base_swa;
+            L->rope_scale = 1.0f;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* tensors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Bind tensor `name` and check its shape: (rows, cols), rows == 0 for 1-D.
+ * A missing optional tensor leaves t->data NULL. */
+static int bind(struct loader *ld, struct sl_tensor *t, const char *name, int64_t cols, int64_t rows,
+                bool required)
+{
+    const struct sl_gguf_tensor *gt = sl_gguf_find_tensor(ld->g, name);
+    memset(t, 0, sizeof *t);
+    if (!gt) {
+        if (!required) return 0;
+        return sl_err_set(ld->err, SL_EFORMAT, "model: tensor '%s' is missing (architecture %s)", name,
+                          ld->m->arch_name);
+    }
+    bool ok = gt->ne[0] == cols && gt->ne[2] == 1 && gt->ne[3] == 1 &&
+              (rows == 0 ? gt->n_dims == 1 || gt->ne[1] == 1 : gt->ne[1] == rows);
+    if (!ok)
+        return sl_err_set(ld->err, SL_EFORMAT,
+                          "model: tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
+                          name, (long long)gt->ne[0], (long long)gt->ne[1], (long long)gt->ne[2],
+                          (long long)gt->ne[3], (long long)cols, (long long)(rows ? rows : 1));
+    const struct sl_type_traits *tr = sl_type_traits(gt->type);
+    bool vec = rows == 0;
+    if (!tr || (vec ? gt->type != SL_TYPE_F32 : !tr->weight_ok))
+        return sl_err_set(ld->err, SL_EUNSUPPORTED, "model: tensor '%s' has type %s, %s", name,
+                          tr ? tr->name : "unknown",
+                          vec ? "norms and biases must be F32" : "not supported for weights");
+    t->data = gt->data;
+    t->type = (int)gt->type;
+    for (int i = 0; i < 4; i++) t->ne[i] = gt->ne[i];
+    t->row_size = sl_row_size(t->type, gt->ne[0]);
+    ld->m->n_params += (uint64_t)gt->ne[0] * (uint64_t)gt->ne[1];
+    return 0;
+}
+
+static int bind_layer(struct loader *ld, int il)
+{
+    struct sl_model *m = ld->m;
+    const struct sl_hparams *hp = &m->hp;
+    struct sl_layer *L = &m->layers[il];
+    enum sl_arch a = m->arch;
+    int64_t E = hp->n_embd, F = hp->n_ff;
+    int64_t nq = (int64_t)hp->n_head * hp->head_dim, nk = (int64_t)hp->n_head_kv * hp->head_dim;
+    int64_t nv = (int64_t)hp->n_head_kv * hp->head_dim_v;
+    bool gemma = a == SL_ARCH_GEMMA2 || a == SL_ARCH_GEMMA3;
+    char n[96];
+    int rc = 0;
+
+#define T(field, suffix, cols, rows, req)                                 \
+    do {                                                                  \
+        snprintf(n, sizeof n, "blk.%d." suffix, il);                      \
+        if ((rc = bind(ld, &L->field, n, (cols), (rows), (req)))) return rc; \
+    } while (0)
+
+    T(attn_norm, "attn_norm.weight", E, 0, true);
+    if (a == SL_ARCH_PHI3) {
+        T(wqkv, "attn_qkv.weight", E, nq + nk + nv, false);
+    }
+    if (!L->wqkv.data) {
+        T(wq, "attn_q.weight", E, nq, true);
+        T(wk, "attn_k.weight", E, nk, true);
+        T(wv, "attn_v.weight", E, nv, true);
+    }
+    T(bq, "attn_q.bias", nq, 0, a == SL_ARCH_QWEN2);
+    T(bk, "attn_k.bias", nk, 0, a == SL_ARCH_QWEN2);
+    T(bv, "attn_v.bias", nv, 0, a == SL_ARCH_QWEN2);
+    T(q_norm, "attn_q_norm.weight", hp->head_dim, 0, a == SL_ARCH_QWEN3 || a == SL_ARCH_GEMMA3);
+    T(k_norm, "attn_k_norm.weight", hp->head_dim, 0, a == SL_ARCH_QWEN3 || a == SL_ARCH_GEMMA3);
+    T(wo, "attn_output.weight", (int64_t)hp->n_head * hp->head_dim_v, E, true);
+    T(post_attn_norm, "post_attention_norm.weight", E, 0, gemma);
+    T(ffn_norm, "ffn_norm.weight", E, 0, true);
+    if (a == SL_ARCH_PHI3) {
+        T(gate_up, "ffn_up.weight", E, 2 * F, true);
+    } else {
+        T(gate, "ffn_gate.weight", E, F, true);
+        T(up, "ffn_up.weight", E, F, true);
+    }
+    T(down, "ffn_down.weight", F, E, true);
+    T(post_ffn_norm, "post_ffw_norm.weight", E, 0, gemma);
+#undef T
+    return 0;
+}
+
+static int bind_tensors(struct loader *ld)
+{
+    struct sl_model *m = ld->m;
+    struct sl_hparams *hp = &m->hp;
+    int rc;
+    const struct sl_gguf_tensor *te = sl_gguf_find_tensor(ld->g, "token_embd.weight");
+    if (!te) return sl_err_set(ld->err, SL_EFORMAT, "model: tensor 'token_embd.weight' is missing");
+    if (te->ne[1] <= 0 || te->ne[1] > INT32_MAX)
+        return sl_err_set(ld->err, SL_EFORMAT, "model: bad vocabulary size %lld", (long long)te->ne[1]);
+    hp->n_vocab = (int32_t)te->ne[1];
+    if ((rc = bind(ld, &m->tok_embd, "token_embd.weight", hp->n_embd, hp->n_vocab, true))) return rc;
+    if ((rc = bind(ld, &m->output_norm, "output_norm.weight", hp->n_embd, 0, true))) return rc;
+    if (m->arch != SL_ARCH_GEMMA2 &&
+        (rc = bind(ld, &m->output, "output.weight", hp->n_embd, hp->n_vocab, false)))
+        return rc;
+    if (!m->output.data) m->output = m->tok_embd; /* tied */
+
+    struct sl_tensor rf;
+    if ((rc = bind(ld, &rf, "rope_freqs.weight", hp->n_rot / 2, 0, false))) return rc;
+    m->rope_freqs = rf.data;
+
+    for (int il = 0; il < hp->n_layer; il++)
+        if ((rc = bind_layer(ld, il))) return rc;
+    for (uint64_t i = 0; i < ld->g->n_tensors; i++) m->n_bytes += ld->g->tensors[i].size;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* load / free                                                               */
+/* ------------------------------------------------------------------------ */
+
+static char *dup_view(struct sl_str s)
+{
+    char *p = malloc(s.len + 1);
+    if (p) {
+        memcpy(p, s.ptr, s.len);
+        p[s.len] = 0;
+    }
+    return p;
+}
+
+int sl_model_load_gguf(struct sl_model **out, struct sl_gguf *g, bool with_vocab, struct sl_err *err)
+{
+    struct sl_model *m = calloc(1, sizeof *m);
+    struct loader ld = {m, g, err};
+    struct sl_str s;
+    int rc;
+
+    *out = NULL;
+    if (!m) {
+        sl_gguf_free(g);
+        return sl_err_set(err, SL_ENOMEM, "model: out of memory");
+    }
+    m->gguf = g;
+    if ((rc = sl_gguf_get_str(g, "general.architecture", &s, err))) {
+        if (rc == SL_ENOTFOUND)
+            rc = sl_err_set(err, SL_EFORMAT, "model: no general.architecture key (a vocab-only file?)");
+        goto fail; /* bad metadata */
+    }
+    m->arch = SL_ARCH_COUNT;
+    for (int a = 0; a < SL_ARCH_COUNT; a++)
+        if (sl_str_eq(s, arch_names[a])) m->arch = (enum sl_arch)a;
+    if (m->arch == SL_ARCH_COUNT) {
+        rc = sl_err_set(err, SL_EUNSUPPORTED,
+                        "model: architecture '%.*s' is not supported (supported: llama, qwen2, qwen3, "
+                        "phi3, gemma2, gemma3)",
+                        (int)SL_MIN(s.len, 40), s.ptr);
+        goto fail; /* unknown architecture */
+    }
+    m->arch_name = arch_names[m->arch];
+    if ((rc = read_hparams(&ld))) goto fail;  /* bad hyper-parameters */
+    if ((rc = bind_tensors(&ld))) goto fail;  /* missing or misshapen tensor */
+
+    if (sl_gguf_get_str(g, "tokenizer.chat_template", &s, NULL) == 0 && !(m->chat_template = dup_view(s))) {
+        rc = sl_err_set(err, SL_ENOMEM, "model: out of memory");
+        goto fail; /* allocation failure */
+    }
+    if (sl_gguf_get_str(g, "general.name", &s, NULL) == 0) m->name = dup_view(s);
+    if (with_vocab && sl_gguf_find(g, "tokenizer.ggml.model")) {
+        if ((rc = sl_vocab_load(&m->vocab, g, err))) goto fail; /* bad tokenizer */
+        if (sl_vocab_n_tokens(m->vocab) > m->hp.n_vocab) {
+            rc = sl_err_set(err, SL_EFORMAT, "model: tokenizer has %d tokens, the embedding only %d",
+                            sl_vocab_n_tokens(m->vocab), m->hp.n_vocab);
+            goto fail; /* inconsistent file */
+        }
+    }
+    *out = m;
+    return 0;
+fail:
+    sl_model_free(m);
+    return rc;
+}
+
+int sl_model_load(struct sl_model **out, const char *path, bool with_vocab, struct sl_err *err)
+{
+    struct sl_gguf *g;
+    int rc = sl_gguf_open(&g, path, err);
+    *out = NULL;
+    if (rc) return rc;
+    rc = sl_model_load_gguf(out, g, with_vocab, err);
+    if (rc && err) {
+        char tmp[SL_ERR_MSG_LEN];
+        snprintf(tmp, sizeof tmp, "%s", err->msg);
+        sl_err_set(err, rc, "%s: %s", path, tmp);
+    }
+    return rc;
+}
+
+void sl_model_free(struct sl_model *m)
+{
+    if (!m) return;
+    if (m->vocab) sl_vocab_free(m->vocab);
+    free(m->layers);
+    free(m->chat_template);
+    free(m->name);
+    sl_gguf_free(m->gguf);
+    free(m);
+}

@@ -1,0 +1,39 @@
+/*
+ * ops.h - the numeric building blocks of the forward pass (engine layer).
+ *
+ * Each op is written plainly; the matmul hands its inner dot products to the
+ * kernel table (kernels.h), so SIMD and threading stay out of forward.c.
+ * Shapes: x is (T, N) row-major unless said otherwise.
+ */
+#ifndef SL_OPS_H
+#define SL_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../base/pool.h"
+#include "model.h"
+
+/* y = x / sqrt(mean(x^2) + eps) * w, over n values; w may be NULL. */
+void sl_op_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
+
+/* y (T, R) = x (T, N) . W^T for W (R, N) of any weight type. Activations are
+ * first converted to W's dot type (into qbuf, which must hold T rows of
+ * sl_matmul_qbuf_size bytes). Parallel over rows of W. */
+void sl_op_matmul(struct sl_pool *pool, const struct sl_tensor *w, const float *x, float *y, int T,
+                  void *qbuf);
+size_t sl_matmul_qbuf_size(const struct sl_tensor *w);
+
+/* Row r of a weight, dequantized to float (n = ne[0] values). */
+void sl_op_get_row(const struct sl_tensor *w, int64_t r, float *out);
+
+/* Rotate the n_rot first dimensions of one head vector x (D values) for a
+ * position: pairs (2i, 2i+1) or (i, i + n_rot/2). freq_div may be NULL. */
+void sl_op_rope(float *x, int n_rot, int32_t pos, float base, float scale, int neox,
+                const float *freq_div);
+
+void sl_op_softmax(float *x, int n);
+float sl_op_silu(float x);
+float sl_op_gelu(float x); /* tanh approximation */
+
+#endif
