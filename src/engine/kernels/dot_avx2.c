@@ -149,7 +149,8 @@ static inline __m128i q3k_scales(const uint8_t scales[SL_K_SCALE_SIZE])
 /* 32-value blocks                                                           */
 /* ------------------------------------------------------------------------ */
 
-/* Two independent accumulators hide the FMA latency; a block is ~10 ops. */
+/* Two independent chains (vector accumulator plus the Q4_1/Q5_1 min-term
+ * sum) hide the FMA and add latencies; a block is ~25 instructions. */
 #define DOT_32(name, WT, AT, BLOCK)                                    \
     static float name(int64_t n, const void *vw, const void *va)       \
     {                                                                  \
@@ -157,14 +158,14 @@ static inline __m128i q3k_scales(const uint8_t scales[SL_K_SCALE_SIZE])
         const AT *y = va;                                              \
         const int64_t nb = n / 32;                                     \
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(); \
-        float summ = 0;                                                \
+        float summ0 = 0, summ1 = 0;                                    \
         int64_t i = 0;                                                 \
         for (; i + 1 < nb; i += 2) {                                   \
-            acc0 = BLOCK(&x[i], &y[i], acc0, &summ);                   \
-            acc1 = BLOCK(&x[i + 1], &y[i + 1], acc1, &summ);           \
+            acc0 = BLOCK(&x[i], &y[i], acc0, &summ0);                  \
+            acc1 = BLOCK(&x[i + 1], &y[i + 1], acc1, &summ1);          \
         }                                                              \
-        if (i < nb) acc0 = BLOCK(&x[i], &y[i], acc0, &summ);           \
-        return hsum_ps(_mm256_add_ps(acc0, acc1)) + summ;              \
+        if (i < nb) acc0 = BLOCK(&x[i], &y[i], acc0, &summ0);          \
+        return hsum_ps(_mm256_add_ps(acc0, acc1)) + (summ0 + summ1);   \
     }
 
 static inline __m256 blk_q4_0(const struct sl_block_q4_0 *x, const struct sl_block_q8_0 *y,

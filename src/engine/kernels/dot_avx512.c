@@ -106,23 +106,23 @@ static inline __m512i scales_for(__m256i sc, int k, int group)
  * second copy gets scale 0) and returns the updated accumulator; `summ`
  * gathers the Q4_1/Q5_1 min terms, once per real block.
  */
-#define DOT_32x2(name, WT, AT, BLOCK2)                                          \
-    static float name(int64_t n, const void *vw, const void *va)               \
-    {                                                                          \
-        const WT *x = vw;                                                      \
-        const AT *y = va;                                                      \
-        const int64_t nb = n / 32;                                             \
-        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();         \
-        float summ = 0;                                                        \
-        int64_t i = 0;                                                         \
-        for (; i + 3 < nb; i += 4) {                                           \
-            acc0 = BLOCK2(&x[i], &y[i], &x[i + 1], &y[i + 1], 1, acc0, &summ); \
-            acc1 = BLOCK2(&x[i + 2], &y[i + 2], &x[i + 3], &y[i + 3], 1, acc1, &summ); \
-        }                                                                      \
-        for (; i + 1 < nb; i += 2)                                             \
-            acc0 = BLOCK2(&x[i], &y[i], &x[i + 1], &y[i + 1], 1, acc0, &summ); \
-        if (i < nb) acc0 = BLOCK2(&x[i], &y[i], &x[i], &y[i], 0, acc0, &summ); \
-        return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + summ;         \
+#define DOT_32x2(name, WT, AT, BLOCK2)                                                  \
+    static float name(int64_t n, const void *vw, const void *va)                       \
+    {                                                                                  \
+        const WT *x = vw;                                                              \
+        const AT *y = va;                                                              \
+        const int64_t nb = n / 32;                                                     \
+        __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();                 \
+        float summ0 = 0, summ1 = 0;                                                    \
+        int64_t i = 0;                                                                 \
+        for (; i + 3 < nb; i += 4) {                                                   \
+            acc0 = BLOCK2(&x[i], &y[i], &x[i + 1], &y[i + 1], 1, acc0, &summ0);        \
+            acc1 = BLOCK2(&x[i + 2], &y[i + 2], &x[i + 3], &y[i + 3], 1, acc1, &summ1); \
+        }                                                                              \
+        for (; i + 1 < nb; i += 2)                                                     \
+            acc0 = BLOCK2(&x[i], &y[i], &x[i + 1], &y[i + 1], 1, acc0, &summ0);        \
+        if (i < nb) acc0 = BLOCK2(&x[i], &y[i], &x[i], &y[i], 0, acc0, &summ0);        \
+        return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + (summ0 + summ1);      \
     }
 
 /* sum (q - off) * a for u8 q: one vpdpbusd for q * a, one for off * a. */
@@ -158,8 +158,7 @@ static inline __m512 blk2_q4_1(const struct sl_block_q4_1 *x0, const struct sl_b
                                const struct sl_block_q4_1 *x1, const struct sl_block_q8_1 *y1, int two,
                                __m512 acc, float *summ)
 {
-    *summ += h2f(x0->m) * h2f(y0->s);
-    if (two) *summ += h2f(x1->m) * h2f(y1->s);
+    *summ += h2f(x0->m) * h2f(y0->s) + (two ? h2f(x1->m) * h2f(y1->s) : 0.0f);
     const __m512 d = scale2(h2f(x0->d) * h2f(y0->d), two ? h2f(x1->d) * h2f(y1->d) : 0.0f);
     const __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nibbles_64(x0->qs, x1->qs),
                                           load2x32(y0->qs, y1->qs));
@@ -170,8 +169,7 @@ static inline __m512 blk2_q5_1(const struct sl_block_q5_1 *x0, const struct sl_b
                                const struct sl_block_q5_1 *x1, const struct sl_block_q8_1 *y1, int two,
                                __m512 acc, float *summ)
 {
-    *summ += h2f(x0->m) * h2f(y0->s);
-    if (two) *summ += h2f(x1->m) * h2f(y1->s);
+    *summ += h2f(x0->m) * h2f(y0->s) + (two ? h2f(x1->m) * h2f(y1->s) : 0.0f);
     const __m512 d = scale2(h2f(x0->d) * h2f(y0->d), two ? h2f(x1->d) * h2f(y1->d) : 0.0f);
     __m512i q = nibbles_64(x0->qs, x1->qs);
     q = _mm512_or_si512(q, _mm512_maskz_mov_epi8(qh_mask(x0->qh, x1->qh), _mm512_set1_epi8(0x10)));
