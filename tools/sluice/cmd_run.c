@@ -193,6 +193,7 @@ int cmd_run(int argc, char **argv)
         goto out; /* generation failure */
     }
     fputc('\n', stdout);
+    fflush(stdout);
     if (verbose)
         fprintf(stderr, "prompt: %d tokens in %.1f ms (%.1f tok/s); generated: %d tokens in %.1f ms (%.1f tok/s); %s\n",
                 res.n_prompt, res.t_prompt_ms, res.n_prompt * 1e3 / (res.t_prompt_ms + 1e-9), res.n_gen,

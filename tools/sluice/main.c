@@ -18,6 +18,7 @@ static const struct {
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"logits", cmd_logits, "write raw float32 logits of a token sequence to a file"},
     {"convert", cmd_convert, "llama2.c checkpoints and Hugging Face tokenizers to GGUF"},
+    {"quantize", cmd_quantize, "re-write a model with its weights in another type (Q4_K_M, Q8_0, ...)"},
     {"bench", cmd_bench, "prompt and generation speed, and the memory-bandwidth limit"},
     {"synth", cmd_synth, "write a model of a given shape with random weights (benchmarks, tests)"},
 };
