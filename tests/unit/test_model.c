@@ -138,37 +138,60 @@ static void model_rejects_files_that_are_not_models(void)
     remove(p);
 }
 
+/* The tiny model with a context of n_ctx cells, batches of n_batch and a
+ * batch of batch_cap entries; everything freed by close_tiny. */
+struct tiny {
+    struct sl_model *m;
+    struct sl_ctx *ctx;
+    struct sl_batch b;
+};
+
+static bool open_tiny(struct tiny *t, int32_t n_ctx, int32_t n_batch, int threads, int32_t batch_cap)
+{
+    struct sl_err err = {0};
+    memset(t, 0, sizeof *t);
+    T_OK(sl_model_load(&t->m, tiny_path(), false, &err), &err);
+    if (!t->m) return false;
+    struct sl_ctx_params cp = sl_ctx_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_batch;
+    cp.n_threads = threads;
+    T_OK(sl_ctx_init(&t->ctx, t->m, &cp, &err), &err);
+    T_OK(sl_batch_init(&t->b, batch_cap), &err);
+    return t->ctx != NULL;
+}
+
+static void close_tiny(struct tiny *t)
+{
+    sl_batch_free(&t->b);
+    sl_ctx_free(t->ctx);
+    sl_model_free(t->m);
+}
+
 /* Decode a prompt per sequence alone, then all of them in one batch with
  * different lengths; every logit row must agree. */
 static void batch_of_sequences_matches_each_alone(void)
 {
     struct sl_err err = {0};
-    struct sl_model *m = NULL;
-    struct sl_ctx *ctx = NULL;
-    struct sl_batch b;
-    T_OK(sl_model_load(&m, tiny_path(), false, &err), &err);
-    if (!m) return;
-    struct sl_ctx_params cp = sl_ctx_default_params();
-    cp.n_ctx = 64;
-    cp.n_batch = 32;
-    cp.n_threads = 2;
-    T_OK(sl_ctx_init(&ctx, m, &cp, &err), &err);
-    sl_batch_init(&b, 32);
+    struct tiny t;
+    if (!open_tiny(&t, 64, 32, 2, 32)) return;
+    struct sl_ctx *ctx = t.ctx;
+    struct sl_batch *b = &t.b;
     const int lens[3] = {5, 9, 3};
     float alone[3][512];
     for (int s = 0; s < 3; s++) {
         sl_kv_clear(&ctx->kv);
-        sl_batch_clear(&b);
-        for (int i = 0; i < lens[s]; i++) sl_batch_add(&b, 3 + (s * 31 + i * 7) % 500, i, 0, i == lens[s] - 1);
-        T_OK(sl_decode(ctx, &b, &err), &err);
+        sl_batch_clear(b);
+        for (int i = 0; i < lens[s]; i++) sl_batch_add(b, 3 + (s * 31 + i * 7) % 500, i, 0, i == lens[s] - 1);
+        T_OK(sl_decode(ctx, b, &err), &err);
         memcpy(alone[s], sl_ctx_logits(ctx, 0), sizeof alone[s]);
     }
     sl_kv_clear(&ctx->kv);
-    sl_batch_clear(&b);
+    sl_batch_clear(b);
     for (int i = 0; i < 9; i++) /* interleaved: entries of the three sequences mixed */
         for (int s = 0; s < 3; s++)
-            if (i < lens[s]) sl_batch_add(&b, 3 + (s * 31 + i * 7) % 500, i, s, i == lens[s] - 1);
-    T_OK(sl_decode(ctx, &b, &err), &err);
+            if (i < lens[s]) sl_batch_add(b, 3 + (s * 31 + i * 7) % 500, i, s, i == lens[s] - 1);
+    T_OK(sl_decode(ctx, b, &err), &err);
     /* outputs come in batch order: seq 2 ends first (i=2), then seq 0 (i=4), then seq 1 */
     const int order[3] = {2, 0, 1};
     for (int o = 0; o < 3; o++) {
@@ -176,9 +199,7 @@ static void batch_of_sequences_matches_each_alone(void)
         for (int j = 0; j < 512; j++) md = fmax(md, fabs(sl_ctx_logits(ctx, o)[j] - alone[order[o]][j]));
         T_NEAR(md, 0, 1e-4);
     }
-    sl_batch_free(&b);
-    sl_ctx_free(ctx);
-    sl_model_free(m);
+    close_tiny(&t);
 }
 
 /* Sequence 1 shares sequence 0's prefix through sl_kv_seq_cp, then
@@ -186,23 +207,16 @@ static void batch_of_sequences_matches_each_alone(void)
 static void kv_prefix_sharing_equals_recomputation(void)
 {
     struct sl_err err = {0};
-    struct sl_model *m = NULL;
-    struct sl_ctx *ctx = NULL;
-    struct sl_batch b;
-    T_OK(sl_model_load(&m, tiny_path(), false, &err), &err);
-    if (!m) return;
-    struct sl_ctx_params cp = sl_ctx_default_params();
-    cp.n_ctx = 64;
-    cp.n_batch = 16;
-    cp.n_threads = 1;
-    T_OK(sl_ctx_init(&ctx, m, &cp, &err), &err);
-    sl_batch_init(&b, 16);
+    struct tiny t;
+    if (!open_tiny(&t, 64, 16, 1, 16)) return;
+    struct sl_ctx *ctx = t.ctx;
+    struct sl_batch *b = &t.b;
     const int32_t prefix[6] = {1, 40, 41, 42, 43, 44}, tail[3] = {99, 100, 101};
     float full[512];
 
-    for (int i = 0; i < 6; i++) sl_batch_add(&b, prefix[i], i, 0, false);
-    for (int i = 0; i < 3; i++) sl_batch_add(&b, tail[i], 6 + i, 0, i == 2);
-    T_OK(sl_decode(ctx, &b, &err), &err);
+    for (int i = 0; i < 6; i++) sl_batch_add(b, prefix[i], i, 0, false);
+    for (int i = 0; i < 3; i++) sl_batch_add(b, tail[i], 6 + i, 0, i == 2);
+    T_OK(sl_decode(ctx, b, &err), &err);
     memcpy(full, sl_ctx_logits(ctx, 0), sizeof full);
     int32_t used = ctx->kv.n_used;
 
@@ -211,9 +225,9 @@ static void kv_prefix_sharing_equals_recomputation(void)
     sl_kv_seq_cp(&ctx->kv, 0, 1, 0, -1);
     T_EQ_INT(ctx->kv.n_used, used - 3);
     T_EQ_INT(sl_kv_seq_pos_max(&ctx->kv, 1), 5);
-    sl_batch_clear(&b);
-    for (int i = 0; i < 3; i++) sl_batch_add(&b, tail[i], 6 + i, 1, i == 2);
-    T_OK(sl_decode(ctx, &b, &err), &err);
+    sl_batch_clear(b);
+    for (int i = 0; i < 3; i++) sl_batch_add(b, tail[i], 6 + i, 1, i == 2);
+    T_OK(sl_decode(ctx, b, &err), &err);
     double md = 0;
     for (int j = 0; j < 512; j++) md = fmax(md, fabs(sl_ctx_logits(ctx, 0)[j] - full[j]));
     T_NEAR(md, 0, 1e-5);
@@ -223,45 +237,34 @@ static void kv_prefix_sharing_equals_recomputation(void)
     sl_kv_seq_rm(&ctx->kv, 0, 0, -1);
     T_EQ_INT(ctx->kv.n_used, used);
     T_EQ_INT(sl_kv_seq_pos_max(&ctx->kv, 0), -1);
-    sl_batch_free(&b);
-    sl_ctx_free(ctx);
-    sl_model_free(m);
+    close_tiny(&t);
 }
 
 static void decode_rejects_bad_batches(void)
 {
     struct sl_err err = {0};
-    struct sl_model *m = NULL;
-    struct sl_ctx *ctx = NULL;
-    struct sl_batch b;
-    T_OK(sl_model_load(&m, tiny_path(), false, &err), &err);
-    if (!m) return;
-    struct sl_ctx_params cp = sl_ctx_default_params();
-    cp.n_ctx = 4;
-    cp.n_batch = 4;
-    cp.n_threads = 1;
-    T_OK(sl_ctx_init(&ctx, m, &cp, &err), &err);
-    sl_batch_init(&b, 8);
-    sl_batch_add(&b, 512, 0, 0, true);
-    T_EQ_INT(sl_decode(ctx, &b, &err), SL_EINVAL);
+    struct tiny t;
+    if (!open_tiny(&t, 4, 4, 1, 8)) return;
+    struct sl_ctx *ctx = t.ctx;
+    struct sl_batch *b = &t.b;
+    sl_batch_add(b, 512, 0, 0, true);
+    T_EQ_INT(sl_decode(ctx, b, &err), SL_EINVAL);
     T_TRUE(strstr(err.msg, "token 512") != NULL);
-    sl_batch_clear(&b);
-    sl_batch_add(&b, 5, 0, 64, true);
-    T_EQ_INT(sl_decode(ctx, &b, &err), SL_EINVAL);
-    sl_batch_clear(&b);
-    for (int i = 0; i < 5; i++) sl_batch_add(&b, 5, i, 0, true);
-    T_EQ_INT(sl_decode(ctx, &b, &err), SL_EINVAL); /* more than n_batch */
-    sl_batch_clear(&b);
-    for (int i = 0; i < 4; i++) sl_batch_add(&b, 5, i, 0, i == 3);
-    T_OK(sl_decode(ctx, &b, &err), &err);
-    sl_batch_clear(&b);
-    sl_batch_add(&b, 5, 4, 0, true);
-    T_EQ_INT(sl_decode(ctx, &b, &err), SL_ERANGE); /* cache full */
+    sl_batch_clear(b);
+    sl_batch_add(b, 5, 0, 64, true);
+    T_EQ_INT(sl_decode(ctx, b, &err), SL_EINVAL);
+    sl_batch_clear(b);
+    for (int i = 0; i < 5; i++) sl_batch_add(b, 5, i, 0, true);
+    T_EQ_INT(sl_decode(ctx, b, &err), SL_EINVAL); /* more than n_batch */
+    sl_batch_clear(b);
+    for (int i = 0; i < 4; i++) sl_batch_add(b, 5, i, 0, i == 3);
+    T_OK(sl_decode(ctx, b, &err), &err);
+    sl_batch_clear(b);
+    sl_batch_add(b, 5, 4, 0, true);
+    T_EQ_INT(sl_decode(ctx, b, &err), SL_ERANGE); /* cache full */
     T_TRUE(strstr(err.msg, "KV cache full") != NULL);
     T_EQ_INT(ctx->kv.n_used, 4);
-    sl_batch_free(&b);
-    sl_ctx_free(ctx);
-    sl_model_free(m);
+    close_tiny(&t);
 }
 
 int main(void)
