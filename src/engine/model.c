@@ -255,6 +255,10 @@ static int bind_tensors(struct loader *ld)
         return rc;
     if (!m->output.data) m->output = m->tok_embd; /* tied */
 
+    /* Phi-3.5/128k LongRoPE: refuse rather than compute the wrong thing */
+    if (sl_gguf_find_tensor(ld->g, "rope_factors_long.weight") || sl_gguf_find_tensor(ld->g, "rope_factors_short.weight"))
+        return sl_err_set(ld->err, SL_EUNSUPPORTED,
+                          "model: LongRoPE (rope_factors_long/short, 128k-context Phi-3 variants) is not supported");
     struct sl_tensor rf;
     if ((rc = bind(ld, &rf, "rope_freqs.weight", hp->n_rot / 2, 0, false))) return rc;
     m->rope_freqs = rf.data;

@@ -25,7 +25,7 @@ static const char *tiny_path(void)
     return path;
 }
 
-enum edit { DROP_TENSOR, RESHAPE_TENSOR, RETYPE_TENSOR, SET_ARCH, DROP_KEY, SET_U32 };
+enum edit { DROP_TENSOR, RESHAPE_TENSOR, RETYPE_TENSOR, ADD_TENSOR, SET_ARCH, DROP_KEY, SET_U32 };
 
 /* Copy the tiny model with one edit applied to `name` and try to load it;
  * the error message must contain `want`. */
@@ -65,6 +65,11 @@ static void expect_load_error(enum edit e, const char *name, const char *value, 
             continue;
         }
         T_OK(sl_gguf_add_tensor(w, tn, t->type, n_dims, ne, t->data, t->size, &err), &err);
+    }
+    if (e == ADD_TENSOR) {
+        float z[32] = {0};
+        int64_t ne[1] = {32};
+        T_OK(sl_gguf_add_tensor(w, name, SL_TYPE_F32, 1, ne, z, sizeof z, &err), &err);
     }
     const char *out = t_tmp_path("edited.gguf");
     T_OK(sl_gguf_writer_write(w, out, &err), &err);
@@ -109,6 +114,11 @@ static void model_rejects_wrong_shape(void)
 static void model_rejects_wrong_norm_type(void)
 {
     expect_load_error(RETYPE_TENSOR, "blk.0.ffn_norm.weight", NULL, "must be F32");
+}
+
+static void model_rejects_longrope_it_cannot_compute(void)
+{
+    expect_load_error(ADD_TENSOR, "rope_factors_long.weight", NULL, "LongRoPE");
 }
 
 static void model_rejects_unknown_architecture(void)
@@ -274,6 +284,7 @@ int main(void)
     T_RUN(model_rejects_wrong_shape);
     T_RUN(model_rejects_wrong_norm_type);
     T_RUN(model_rejects_unknown_architecture);
+    T_RUN(model_rejects_longrope_it_cannot_compute);
     T_RUN(model_rejects_bad_hyperparameters);
     T_RUN(model_rejects_files_that_are_not_models);
     T_RUN(batch_of_sequences_matches_each_alone);
