@@ -55,7 +55,13 @@ int cmd_logits(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_costs(int argc, char **argv);
+int cmd_replay(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
+int cmd_calibrate(int argc, char **argv);
 
 #endif

@@ -14,12 +14,18 @@ static const struct {
     const char *help;
 } commands[] = {
     {"run", cmd_run, "generate text from a prompt (or a chat message with --chat)"},
+    {"classify", cmd_classify, "classify JSONL/CSV rows by scoring labels; calibrated probabilities"},
+    {"extract", cmd_extract, "JSON Schema-constrained extraction from JSONL/CSV rows, with confidence"},
+    {"calibrate", cmd_calibrate, "fit a classification temperature on labelled rows; ECE before/after"},
+    {"serve", cmd_serve, "serve models over an OpenAI-compatible HTTP API (docs/server.md)"},
     {"info", cmd_info, "describe a GGUF model: architecture, sizes, types, tokenizer, template"},
     {"tokenize", cmd_tokenize, "print the token ids of a text"},
     {"logits", cmd_logits, "write raw float32 logits of a token sequence to a file"},
     {"convert", cmd_convert, "llama2.c checkpoints and Hugging Face tokenizers to GGUF"},
     {"quantize", cmd_quantize, "re-write a model with its weights in another type (Q4_K_M, Q8_0, ...)"},
     {"bench", cmd_bench, "prompt and generation speed, and the memory-bandwidth limit"},
+    {"costs", cmd_costs, "cost by route, model or day from a request log, and savings"},
+    {"replay", cmd_replay, "evaluate routers on recorded answers (RouteLLM data): APGR, CPT, cost saving"},
     {"synth", cmd_synth, "write a model of a given shape with random weights (benchmarks, tests)"},
 };
 
