@@ -176,7 +176,7 @@ static void label_scores_equal_full_recomputation(void)
 static void small_batches_and_many_labels_give_the_same_scores(void)
 {
     struct sl_model *m = synth_model();
-    char names[70][16];
+    char names[70][32];
     const char *labels[70];
     for (int i = 0; i < 70; i++) {
         snprintf(names[i], sizeof names[i], "lab%d-%s", i, i % 3 ? "yes" : "n");
