@@ -63,5 +63,6 @@ int cmd_replay(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 
 #endif

@@ -26,6 +26,7 @@ static const struct {
     {"bench", cmd_bench, "prompt and generation speed, and the memory-bandwidth limit"},
     {"costs", cmd_costs, "cost by route, model or day from a request log, and savings"},
     {"replay", cmd_replay, "evaluate routers on recorded answers (RouteLLM data): APGR, CPT, cost saving"},
+    {"train", cmd_train, "train a classification head, a small llama model, or a LoRA adapter"},
     {"synth", cmd_synth, "write a model of a given shape with random weights (benchmarks, tests)"},
 };
 
