@@ -8,8 +8,11 @@
  *   limits:    per-request limits (tokens, choices, stop strings)
  *   models:    name -> {path, threads, ctx, slots, ...}, one engine each
  *   api_keys:  a list of {name, sha256, models: [...]}; empty = no auth
+ *   tasks:     name -> {kind: classify|extract|generate, model, ...}; an
+ *              extract task's schema is compiled to a grammar at load, so a
+ *              schema the compiler cannot enforce fails here
  *
- * Sections later issues add (tasks:, routes:, backends:) are reserved names:
+ * Sections later issues add (routes:, backends:) are reserved names:
  * the loader rejects them with a message saying this version does not read
  * them yet, rather than ignoring settings silently.
  *
@@ -34,6 +37,9 @@
 #define SL_CONFIG_MAX_KEYS 256
 #define SL_CONFIG_MAX_KEY_MODELS 16 /* models listed for one key */
 #define SL_CONFIG_MAX_STR 4096      /* bytes of one string value */
+#define SL_CONFIG_MAX_TASKS 256
+#define SL_CONFIG_MAX_LABELS 1024  /* labels of one classify task */
+#define SL_CONFIG_MAX_EXAMPLES 256 /* few-shot examples of one task */
 
 enum sl_pooling {
     SL_POOLING_NONE = 0, /* no /v1/embeddings for this model */
@@ -80,6 +86,32 @@ struct sl_key_config {
     size_t n_models;
 };
 
+enum sl_task_kind {
+    SL_TASK_CLASSIFY = 0,
+    SL_TASK_EXTRACT = 1,
+    SL_TASK_GENERATE = 2,
+};
+
+struct sl_task_config {
+    char *name;         /* the id clients send as "task" */
+    int kind;           /* enum sl_task_kind */
+    char *model;        /* a models: name (required) */
+    char *instruction;  /* NULL = the default instruction */
+    int prompt_mode;    /* enum sl_prompt_mode: auto|chat|plain|raw */
+    double temperature; /* classify: calibration T (> 0) */
+    int64_t max_tokens; /* extract / generate: generation budget */
+    char *prompt;       /* generate: template, "{input}" replaced by the input */
+    /* classify */
+    char **labels;       /* (n_labels) */
+    char **descriptions; /* (n_labels) entries may be NULL */
+    size_t n_labels;
+    char **ex_inputs, **ex_labels; /* (n_examples) few-shot */
+    size_t n_examples;
+    /* extract */
+    char *schema;  /* the JSON Schema as compact JSON text */
+    char *grammar; /* what it compiled to at load */
+};
+
 struct sl_config {
     struct sl_server_config server;
     struct sl_limits_config limits;
@@ -87,6 +119,8 @@ struct sl_config {
     size_t n_models;
     struct sl_key_config *keys; /* (n_keys) */
     size_t n_keys;
+    struct sl_task_config *tasks; /* (n_tasks) */
+    size_t n_tasks;
 };
 
 /* Fill c with every default (no models, no keys). Returns 0 or SL_ENOMEM. */
@@ -110,10 +144,13 @@ int sl_config_parse(struct sl_config *c, const char *text, size_t len, struct sl
 int sl_config_load(struct sl_config *c, const char *path, struct sl_err *err);
 
 /* Checks that need the whole file: at least one model, unique names, keys
- * naming known models. */
+ * and tasks naming known models. */
 int sl_config_validate(const struct sl_config *c, struct sl_err *err);
 
 void sl_config_free(struct sl_config *c);
+
+/* The task named name, or NULL. */
+const struct sl_task_config *sl_config_task(const struct sl_config *c, const char *name);
 
 /* The reference of every option (markdown), from the option table. */
 void sl_config_describe(FILE *f);

@@ -236,6 +236,163 @@ static int parse_stop(struct sl_req *r, struct sl_err *err)
     return 0;
 }
 
+/* "input": a string or a non-empty list of strings, into prompts[]. */
+static int parse_task_inputs(struct sl_req *r, const struct sl_req_limits *lim, struct sl_err *err)
+{
+    json_t *in = json_object_get(r->root, "input");
+    if (!in || json_is_null(in)) return bad(r, err, "input", "is required");
+    size_t n = json_is_array(in) ? json_array_size(in) : 1;
+    if (!json_is_array(in) && !json_is_string(in))
+        return bad(r, err, "input", "must be a string or an array of strings");
+    if (n == 0) return bad(r, err, "input", "must not be empty");
+    if ((int64_t)n > lim->max_inputs) {
+        snprintf(r->param, sizeof r->param, "input");
+        return sl_err_set(err, SL_ERANGE, "'input' has %zu entries; at most %lld are allowed", n,
+                          (long long)lim->max_inputs);
+    }
+    if (!(r->prompts = calloc(n, sizeof *r->prompts)))
+        return sl_err_set(err, SL_ENOMEM, "out of memory");
+    r->n_prompts = n;
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_is_array(in) ? json_array_get(in, i) : in;
+        if (!json_is_string(v))
+            return bad(r, err, "input", "must be a string or an array of strings");
+        r->prompts[i].text = json_string_value(v);
+        r->prompts[i].text_len = json_string_length(v);
+        if (strlen(r->prompts[i].text) != r->prompts[i].text_len)
+            return bad(r, err, "input", "must not contain NUL characters");
+    }
+    return 0;
+}
+
+/* "labels": strings or {"name", "description"} objects; distinct, non-empty. */
+static int parse_labels(struct sl_req *r, json_t *a, struct sl_err *err)
+{
+    if (!json_is_array(a)) return bad(r, err, "labels", "must be an array");
+    size_t n = json_array_size(a);
+    if (n < 1 || n > SL_REQ_MAX_LABELS) {
+        snprintf(r->param, sizeof r->param, "labels");
+        return sl_err_set(err, SL_EINVAL, "'labels' must have 1 to %d entries (got %zu)",
+                          SL_REQ_MAX_LABELS, n);
+    }
+    r->labels = calloc(n, sizeof *r->labels);
+    r->label_descs = calloc(n, sizeof *r->label_descs);
+    if (!r->labels || !r->label_descs) return sl_err_set(err, SL_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        json_t *v = json_array_get(a, i), *name = v, *desc = NULL;
+        if (json_is_object(v)) {
+            name = json_object_get(v, "name");
+            desc = json_object_get(v, "description");
+            if (desc && !json_is_null(desc) && !json_is_string(desc))
+                return bad(r, err, "labels", "entries' \"description\" must be a string");
+        }
+        if (!json_is_string(name))
+            return bad(
+                r, err, "labels",
+                "entries must be strings or objects {\"name\": string, \"description\": string}");
+        size_t len = json_string_length(name);
+        if (len == 0 || len > 1024 || strlen(json_string_value(name)) != len)
+            return bad(r, err, "labels", "entries must be 1 to 1024 bytes, without NUL");
+        r->labels[i] = json_string_value(name);
+        r->label_descs[i] = json_is_string(desc) ? json_string_value(desc) : NULL;
+        for (size_t k = 0; k < i; k++)
+            if (!strcmp(r->labels[k], r->labels[i])) {
+                snprintf(r->param, sizeof r->param, "labels");
+                return sl_err_set(err, SL_EINVAL, "'labels' has \"%s\" twice", r->labels[i]);
+            }
+        r->n_labels = i + 1;
+    }
+    return 0;
+}
+
+/* /v1/classify and /v1/extract bodies. */
+static int parse_task_req(struct sl_req *r, const struct sl_req_limits *lim, struct sl_err *err)
+{
+    static const char *const modes[] = {"auto", "chat", "plain", "raw"};
+    int rc;
+    json_t *model = json_object_get(r->root, "model"), *task = json_object_get(r->root, "task");
+    json_t *labels = json_object_get(r->root, "labels"),
+           *schema = json_object_get(r->root, "schema");
+    json_t *ins = json_object_get(r->root, "instruction"),
+           *mode = json_object_get(r->root, "prompt_mode");
+    if (model && !json_is_null(model)) {
+        if (!json_is_string(model)) return bad(r, err, "model", "must be a string");
+        r->model = json_string_value(model);
+    }
+    if (task && !json_is_null(task)) {
+        if (!json_is_string(task)) return bad(r, err, "task", "must be a string");
+        r->task = json_string_value(task);
+    }
+    if ((rc = parse_task_inputs(r, lim, err))) return rc;
+    bool cls = r->kind == SL_REQ_CLASSIFY;
+    const char *what = cls ? "labels" : "schema";
+    json_t *spec = cls ? labels : schema;
+    if (r->task) {
+        if (spec && !json_is_null(spec)) return bad(r, err, what, "cannot be given with 'task'");
+        if (ins && !json_is_null(ins))
+            return bad(r, err, "instruction", "cannot be given with 'task'");
+        if (mode && !json_is_null(mode))
+            return bad(r, err, "prompt_mode", "cannot be given with 'task'");
+    } else {
+        if (!r->model) return bad(r, err, "model", "is required (or name a configured 'task')");
+        if (!spec || json_is_null(spec))
+            return bad(r, err, what, "is required (or name a configured 'task')");
+        if (cls) {
+            if ((rc = parse_labels(r, spec, err))) return rc;
+        } else {
+            if (!json_is_object(spec) && !json_is_boolean(spec))
+                return bad(r, err, "schema", "must be a JSON Schema object");
+            r->schema = spec;
+        }
+        if (ins && !json_is_null(ins)) {
+            if (!json_is_string(ins)) return bad(r, err, "instruction", "must be a string");
+            r->instruction = json_string_value(ins);
+        }
+        if (mode && !json_is_null(mode)) {
+            const char *m = json_is_string(mode) ? json_string_value(mode) : "";
+            size_t k = 0;
+            while (k < 4 && strcmp(m, modes[k]))
+                k++;
+            if (k == 4)
+                return bad(r, err, "prompt_mode",
+                           "must be \"auto\", \"chat\", \"plain\" or \"raw\"");
+            r->prompt_mode = (int)k;
+        }
+    }
+    if (!cls) {
+        int64_t i64 = -1;
+        if ((rc = get_int(r, "max_tokens", 1, INT32_MAX, &i64, err))) return rc;
+        r->max_tokens = i64;
+    }
+    return 0;
+}
+
+/* response_format: {"type": "text" | "json_object" | "json_schema", "json_schema": {"schema"}} */
+static int parse_response_format(struct sl_req *r, struct sl_err *err)
+{
+    json_t *f = json_object_get(r->root, "response_format");
+    if (!f || json_is_null(f)) return 0;
+    if (!json_is_object(f)) return bad(r, err, "response_format", "must be an object");
+    json_t *t = json_object_get(f, "type");
+    const char *ts = json_is_string(t) ? json_string_value(t) : "";
+    if (!strcmp(ts, "text")) return 0;
+    if (!strcmp(ts, "json_object")) {
+        r->json_object = true;
+        return 0;
+    }
+    if (strcmp(ts, "json_schema"))
+        return bad(r, err, "response_format.type",
+                   "must be \"text\", \"json_object\" or \"json_schema\"");
+    json_t *js = json_object_get(f, "json_schema");
+    if (!json_is_object(js))
+        return bad(r, err, "response_format.json_schema", "must be an object with a \"schema\"");
+    json_t *sc = json_object_get(js, "schema");
+    if (!json_is_object(sc) && !json_is_boolean(sc))
+        return bad(r, err, "response_format.json_schema.schema", "must be a JSON Schema object");
+    r->response_schema = sc;
+    return 0;
+}
+
 int sl_req_parse(struct sl_req *r, enum sl_req_kind kind, const char *body, size_t len,
                  const struct sl_req_limits *lim, struct sl_err *err)
 {
@@ -256,9 +413,15 @@ int sl_req_parse(struct sl_req *r, enum sl_req_kind kind, const char *body, size
     if (!json_is_object(r->root))
         return sl_err_set(err, SL_EFORMAT, "request body must be a JSON object");
     json_t *model = json_object_get(r->root, "model");
-    if (!model) return bad(r, err, "model", "is required");
-    if (!json_is_string(model)) return bad(r, err, "model", "must be a string");
-    r->model = json_string_value(model);
+    if (kind == SL_REQ_CLASSIFY || kind == SL_REQ_EXTRACT) return parse_task_req(r, lim, err);
+    json_t *task = json_object_get(r->root, "task");
+    if (kind == SL_REQ_COMPLETION && task && !json_is_null(task)) { /* a generate task */
+        if (!json_is_string(task)) return bad(r, err, "task", "must be a string");
+        r->task = json_string_value(task);
+    }
+    if (!model && !r->task) return bad(r, err, "model", "is required");
+    if (model && !json_is_string(model)) return bad(r, err, "model", "must be a string");
+    r->model = model ? json_string_value(model) : NULL;
 
     if (kind == SL_REQ_EMBEDDING) {
         if ((rc = parse_prompts(r, "input", lim, err))) return rc;
@@ -315,6 +478,7 @@ int sl_req_parse(struct sl_req *r, enum sl_req_kind kind, const char *body, size
         r->include_usage = json_is_true(iu);
     }
     if (kind == SL_REQ_CHAT) {
+        if ((rc = parse_response_format(r, err))) return rc;
         if ((rc = get_bool(r, "logprobs", &r->logprobs, err))) return rc;
         i64 = 0;
         if ((rc = get_int(r, "top_logprobs", 0, SL_REQ_MAX_TOP_LOGPROBS, &i64, err))) return rc;
@@ -345,6 +509,8 @@ void sl_req_free(struct sl_req *r)
     free(r->prompts);
     free(r->owned);
     free(r->msgs);
+    free(r->labels);
+    free(r->label_descs);
     if (r->root) json_decref(r->root);
     memset(r, 0, sizeof *r);
 }

@@ -24,7 +24,23 @@
 #define SL_REQ_MAX_TOKEN_IDS (1 << 20)
 #define SL_REQ_MAX_TOP_LOGPROBS 20
 
-enum sl_req_kind { SL_REQ_CHAT, SL_REQ_COMPLETION, SL_REQ_EMBEDDING };
+enum sl_req_kind {
+    SL_REQ_CHAT,
+    SL_REQ_COMPLETION,
+    SL_REQ_EMBEDDING,
+    SL_REQ_CLASSIFY,
+    SL_REQ_EXTRACT
+};
+
+#define SL_REQ_MAX_LABELS 1024
+
+/* The prompt shape of an ad-hoc task ("prompt_mode"); values as enum sl_prompt_mode. */
+enum sl_req_prompt_mode {
+    SL_REQ_MODE_AUTO = 0,
+    SL_REQ_MODE_CHAT,
+    SL_REQ_MODE_PLAIN,
+    SL_REQ_MODE_RAW
+};
 
 /* One prompt or embedding input: text, or token ids given directly. */
 struct sl_req_prompt {
@@ -68,12 +84,28 @@ struct sl_req {
     bool ignore_eos; /* extension (as llama.cpp's server): generate past end-of-generation tokens */
     bool base64;     /* embeddings encoding_format */
 
+    /* chat response_format: json_schema (schema borrowed from root) or json_object */
+    const json_t *response_schema;
+    bool json_object;
+
+    /* classify / extract: "task", or an ad-hoc task ("model" + "labels" or
+     * "schema"); the inputs are prompts[] (text only). Completions: "task"
+     * may name a generate task (then "model" is optional). */
+    const char *task;         /* configured task name, or NULL */
+    const char *instruction;  /* ad hoc, or NULL */
+    const char **labels;      /* (n_labels) classify, ad hoc */
+    const char **label_descs; /* (n_labels) entries may be NULL */
+    size_t n_labels;
+    const json_t *schema; /* extract, ad hoc; borrowed from root */
+    int prompt_mode;      /* enum sl_req_prompt_mode */
+
     char param[64]; /* on error: the parameter at fault ("" = the body) */
 };
 
-/* Parse body[0..len) for kind. Returns 0, or SL_EINVAL/SL_EFORMAT/SL_ERANGE
- * with err set and r->param naming the field; SL_ENOMEM. Free r with
- * sl_req_free in every case. */
+/* Parse body[0..len) for kind. For classify/extract/completions "model"
+ * is optional when "task" is given (r->model is then NULL), and "labels"/"schema" may not come with
+ * "task". Returns 0, or SL_EINVAL/SL_EFORMAT/SL_ERANGE with err set and r->param naming the field;
+ * SL_ENOMEM. Free r with sl_req_free in every case. */
 int sl_req_parse(struct sl_req *r, enum sl_req_kind kind, const char *body, size_t len,
                  const struct sl_req_limits *lim, struct sl_err *err);
 void sl_req_free(struct sl_req *r);

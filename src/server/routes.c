@@ -7,7 +7,11 @@
  *   POST /v1/chat/completions    chat, streaming, logprobs, n, stop, seed
  *   POST /v1/completions         text completion; echo + logprobs scores the prompt
  *   POST /v1/embeddings          pooled, L2-normalized hidden states
+ *   POST /v1/classify            label scoring (a configured task or ad-hoc labels)
+ *   POST /v1/extract             schema-constrained JSON (a configured task or ad-hoc schema)
  *
+ * Chat completions take response_format json_schema / json_object: the
+ * schema is compiled to a grammar here and the job's sampler enforces it.
  * A request is parsed (request.c), authorized, tokenized, turned into one
  * scheduler job per choice (prompts x n), and answered whole or as
  * server-sent events. Every 4xx/5xx body is {"error": {...}} as OpenAI's.
@@ -18,7 +22,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../engine/grammar.h"
 #include "../engine/vocab.h"
+#include "../tasks/classify.h"
+#include "../tasks/extract.h"
+#include "../tasks/schema.h"
 #include "request.h"
 #include "server.h"
 #include "sse.h"
@@ -230,6 +238,9 @@ struct gen {
     size_t n_submitted;
     int64_t deadline_ms;
     bool timed_out;
+    struct sl_grammar *grammar; /* response_format, or NULL */
+    char **rendered;            /* (n_rendered) a generate task's prompts, owned */
+    size_t n_rendered;
 
     /* streaming */
     struct sl_job_progress *seen;
@@ -265,6 +276,10 @@ static void gen_free(struct gen *g)
     free(g->fin_sent);
     sl_buf_free(&g->out);
     sl_req_free(&g->req);
+    sl_grammar_free(g->grammar);
+    for (size_t i = 0; i < g->n_rendered; i++)
+        free(g->rendered[i]);
+    free(g->rendered);
     free(g);
 }
 
@@ -414,6 +429,7 @@ static int gen_make_jobs(struct gen *g, struct sl_http_resp *resp)
         j->prompt_logprobs = g->req.echo && g->req.logprobs;
         j->ignore_eog = g->req.ignore_eos;
         j->deadline_ms = g->deadline_ms;
+        j->grammar = g->grammar;
         struct sl_err err = {0};
         if (sl_job_init(j, &err)) {
             reply_err(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
@@ -814,6 +830,103 @@ static long gen_stream(void *ctx, char *buf, size_t max)
     }
 }
 
+/* A generate task on /v1/completions: its model, and each prompt put into
+ * its template ("{input}" replaced). 0 or resp filled. */
+static int gen_task(struct gen *g, struct sl_http_resp *resp)
+{
+    const struct sl_task_config *tc = sl_config_task(g->srv->cfg, g->req.task);
+    if (!tc) {
+        reply_err(resp, 404, "invalid_request_error", "task_not_found", "task",
+                  "The task '%s' is not configured on this server.", g->req.task);
+        return -1;
+    }
+    if (tc->kind != SL_TASK_GENERATE) {
+        reply_err(resp, 400, "invalid_request_error", NULL, "task",
+                  "The task '%s' is not a generate task; use /v1/%s.", g->req.task,
+                  tc->kind == SL_TASK_CLASSIFY ? "classify" : "extract");
+        return -1;
+    }
+    if (g->req.model && strcmp(g->req.model, tc->model)) {
+        reply_err(resp, 400, "invalid_request_error", NULL, "model",
+                  "The task '%s' runs on the model '%s', not '%s'.", g->req.task, tc->model,
+                  g->req.model);
+        return -1;
+    }
+    g->req.model = tc->model;
+    if (!(g->rendered = calloc(g->req.n_prompts, sizeof *g->rendered))) goto oom;
+    for (size_t i = 0; i < g->req.n_prompts; i++) {
+        struct sl_req_prompt *p = &g->req.prompts[i];
+        if (!p->text) {
+            reply_err(resp, 400, "invalid_request_error", NULL, "prompt",
+                      "A generate task takes text prompts, not token ids.");
+            return -1;
+        }
+        struct sl_buf b;
+        sl_buf_init(&b, 0);
+        const char *t = tc->prompt, *hole;
+        int rc = 0;
+        while (!rc && (hole = strstr(t, "{input}"))) {
+            rc = sl_buf_append(&b, t, (size_t)(hole - t));
+            if (!rc) rc = sl_buf_append(&b, p->text, p->text_len);
+            t = hole + 7;
+        }
+        if (!rc) rc = sl_buf_append(&b, t, strlen(t) + 1); /* with the NUL */
+        if (rc) {
+            sl_buf_free(&b);
+            goto oom;
+        }
+        size_t len;
+        g->rendered[i] = sl_buf_take(&b, &len);
+        g->n_rendered = i + 1;
+        p->text = g->rendered[i];
+        p->text_len = len - 1;
+    }
+    return 0;
+oom:
+    reply_err(resp, 500, "server_error", NULL, NULL, "out of memory");
+    return -1;
+}
+
+/* Any JSON object (response_format json_object), in grammar.h's format. */
+static const char json_object_grammar[] =
+    "root   ::= object\n"
+    "object ::= \"{\" ws ( pair ( \",\" ws pair )* )? \"}\"\n"
+    "pair   ::= string \":\" ws value\n"
+    "value  ::= object | array | string | number | \"true\" | \"false\" | \"null\"\n"
+    "array  ::= \"[\" ws ( value ( \",\" ws value )* )? \"]\"\n"
+    "string ::= \"\\\"\" ( [^\"\\\\\\x00-\\x1f] | \"\\\\\" [\"\\\\/bfnrt] )* \"\\\"\"\n"
+    "number ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? "
+    "[0-9]{1,2} )?\n"
+    "ws     ::= \" \"?\n";
+
+/* Compile the request's response_format into g->grammar; 0 or resp filled
+ * (400 naming the schema keyword the compiler refused). */
+static int gen_grammar(struct gen *g, struct sl_http_resp *resp)
+{
+    struct sl_err err = {0};
+    char *text = NULL;
+    int rc = 0;
+    if (g->req.response_schema) {
+        struct sl_schema_opts o = sl_schema_default_opts();
+        rc = sl_schema_to_grammar(g->req.response_schema, &o, &text, &err);
+        if (rc) {
+            reply_err(resp, rc == SL_ENOMEM ? 500 : 400, "invalid_request_error",
+                      rc == SL_EUNSUPPORTED ? "unsupported_schema" : "invalid_schema",
+                      "response_format.json_schema.schema", "%s", err.msg);
+            return -1;
+        }
+    }
+    const char *gt = text ? text : json_object_grammar;
+    rc = sl_grammar_parse(&g->grammar, gt, strlen(gt), &err);
+    free(text);
+    if (rc) {
+        reply_err(resp, rc == SL_ENOMEM ? 500 : 400, "invalid_request_error", "invalid_schema",
+                  "response_format", "%s", err.msg);
+        return -1;
+    }
+    return 0;
+}
+
 static void handle_generate(struct sl_server *s, const struct sl_http_req *req,
                             const struct sl_key_config *key, enum sl_req_kind kind,
                             const char *route, double t0, struct sl_http_resp *resp)
@@ -839,7 +952,10 @@ static void handle_generate(struct sl_server *s, const struct sl_http_req *req,
                   g->req.param, "%s", err.msg);
         goto done; /* bad request */
     }
+    if (g->req.task && gen_task(g, resp)) goto done;                /* unknown task, bad prompt */
     if (!(g->m = model_for(s, key, g->req.model, resp))) goto done; /* unknown or forbidden model */
+    if ((g->req.response_schema || g->req.json_object) && gen_grammar(g, resp))
+        goto done;                                                  /* bad schema */
     if (gen_tokenize(g, resp) || gen_make_jobs(g, resp)) goto done; /* too long, bad ids */
     if (submit_all(g->m->sched, g->jobs, g->n_jobs, &g->n_submitted, resp))
         goto done; /* queue full */
@@ -1002,6 +1118,259 @@ done:
 }
 
 /* ------------------------------------------------------------------------ */
+/* Tasks: /v1/classify, /v1/extract                                         */
+/* ------------------------------------------------------------------------ */
+
+/* One request's task work, run on the model's engine thread (a task job). */
+struct task_work {
+    bool classify;
+    struct sl_classify_task ct;
+    struct sl_extract_task xt;
+    const char **inputs; /* (n) */
+    size_t n;
+    struct sl_classify_result *cres; /* (n) classify */
+    struct sl_extract_result *xres;  /* (n) extract */
+};
+
+static int task_work_run(void *arg, struct sl_ctx *ctx, struct sl_err *err)
+{
+    struct task_work *t = arg;
+    int rc;
+    if (t->classify) {
+        struct sl_classifier *c = NULL;
+        if ((rc = sl_classifier_init(&c, ctx, &t->ct, err))) return rc; /* bad task */
+        rc = sl_classify_batch(c, t->inputs, t->n, t->cres, err);
+        sl_classifier_free(c);
+        return rc;
+    }
+    struct sl_extractor *x = NULL;
+    if ((rc = sl_extractor_init(&x, ctx, &t->xt, err))) return rc; /* bad schema */
+    for (size_t i = 0; i < t->n && !rc; i++)
+        rc = sl_extract(x, t->inputs[i], &t->xres[i], err);
+    sl_extractor_free(x);
+    return rc;
+}
+
+static json_t *classify_json(const struct task_work *t, size_t i)
+{
+    const struct sl_classify_result *r = &t->cres[i];
+    json_t *probs = json_object();
+    for (size_t k = 0; k < t->ct.n_labels; k++)
+        json_object_set_new(probs, t->ct.labels[k], json_real(r->probs[k]));
+    return json_pack("{s:I,s:s,s:o,s:f,s:f,s:f}", "index", (json_int_t)i, "label",
+                     t->ct.labels[r->label], "probs", probs, "confidence", (double)r->confidence,
+                     "margin", (double)r->margin, "entropy", (double)r->entropy);
+}
+
+static json_t *extract_json(const struct task_work *t, size_t i)
+{
+    const struct sl_extract_result *r = &t->xres[i];
+    json_t *out = json_loadb(r->output, r->len, JSON_DECODE_ANY, NULL);
+    json_t *fields = json_object();
+    for (size_t k = 0; k < r->n_fields; k++)
+        json_object_set_new(fields, r->fields[k].path,
+                            json_pack("{s:f,s:f,s:i}", "confidence", (double)r->fields[k].p_min,
+                                      "mean", (double)r->fields[k].p_mean, "tokens",
+                                      (int)r->fields[k].n_tokens));
+    return json_pack("{s:I,s:o,s:s%,s:f,s:f,s:o}", "index", (json_int_t)i, "output",
+                     out ? out : json_null(), "output_text", r->output, r->len, "confidence",
+                     (double)r->p_min, "confidence_mean", (double)r->p_mean, "fields", fields);
+}
+
+/* A task job's error as an HTTP error. */
+static void task_error(const struct sl_job *j, bool timed_out, struct sl_http_resp *resp)
+{
+    int rc = j->rc;
+    if (rc == SL_SCHED_ETIMEDOUT || timed_out)
+        reply_err(resp, 504, "server_error", "timeout", NULL,
+                  "The request took longer than server.request_timeout_s.");
+    else if (rc == SL_ERANGE)
+        reply_err(resp, 400, "invalid_request_error", "context_length_exceeded", "input", "%s",
+                  j->err.msg);
+    else if (rc == SL_EINVAL || rc == SL_EUNSUPPORTED || rc == SL_EFORMAT)
+        reply_err(resp, 400, "invalid_request_error", NULL, NULL, "%s", j->err.msg);
+    else
+        reply_err(resp, 500, "server_error", NULL, NULL, "%s", j->err.msg);
+}
+
+static void handle_task(struct sl_server *s, const struct sl_http_req *req,
+                        const struct sl_key_config *key, enum sl_req_kind kind,
+                        struct sl_http_resp *resp)
+{
+    struct sl_err err = {0};
+    struct sl_req r = {0};
+    struct sl_served_model *m = NULL;
+    struct task_work t = {.classify = kind == SL_REQ_CLASSIFY};
+    struct sl_job job = {0};
+    struct sl_job_progress seen = {0};
+    json_t *schema = NULL; /* owned: a configured task's */
+    struct sl_classify_example *examples = NULL;
+    bool inited = false, submitted = false, timed_out = false;
+    size_t n_sub = 0;
+    double t0 = sl_sched_now_ms();
+    const char *route = t.classify ? "/v1/classify" : "/v1/extract";
+    struct sl_req_limits lim = {s->cfg->limits.max_n, s->cfg->limits.max_embedding_inputs};
+    if (sl_req_parse(&r, kind, req->body, req->body_len, &lim, &err)) {
+        reply_err(resp, err.code == SL_ENOMEM ? 500 : 400, "invalid_request_error", NULL, r.param,
+                  "%s", err.msg);
+        goto done; /* bad request */
+    }
+    const struct sl_task_config *tc = NULL;
+    const char *model = r.model;
+    if (r.task) {
+        if (!(tc = sl_config_task(s->cfg, r.task))) {
+            reply_err(resp, 404, "invalid_request_error", "task_not_found", "task",
+                      "The task '%s' is not configured on this server.", r.task);
+            goto done; /* unknown task */
+        }
+        if (tc->kind != (t.classify ? SL_TASK_CLASSIFY : SL_TASK_EXTRACT)) {
+            reply_err(resp, 400, "invalid_request_error", NULL, "task",
+                      "The task '%s' is a %s task; %s serves %s tasks.", r.task,
+                      tc->kind == SL_TASK_CLASSIFY  ? "classify"
+                      : tc->kind == SL_TASK_EXTRACT ? "extract"
+                                                    : "generate",
+                      route, t.classify ? "classify" : "extract");
+            goto done; /* wrong endpoint */
+        }
+        if (model && strcmp(model, tc->model)) {
+            reply_err(resp, 400, "invalid_request_error", NULL, "model",
+                      "The task '%s' runs on the model '%s', not '%s'.", r.task, tc->model, model);
+            goto done; /* mismatch */
+        }
+        model = tc->model;
+    }
+    if (!(m = model_for(s, key, model, resp))) goto done; /* unknown or forbidden model */
+    t.n = r.n_prompts;
+    t.inputs = calloc(t.n, sizeof *t.inputs);
+    if (t.classify)
+        t.cres = calloc(t.n, sizeof *t.cres);
+    else
+        t.xres = calloc(t.n, sizeof *t.xres);
+    if (!t.inputs || (!t.cres && !t.xres)) {
+        reply_err(resp, 500, "server_error", NULL, NULL, "out of memory");
+        goto done; /* allocation failure */
+    }
+    for (size_t i = 0; i < t.n; i++)
+        t.inputs[i] = r.prompts[i].text;
+    if (t.classify) {
+        t.ct = sl_classify_default_task();
+        if (tc) {
+            t.ct.instruction = tc->instruction;
+            t.ct.labels = (const char *const *)tc->labels;
+            t.ct.descriptions = (const char *const *)tc->descriptions;
+            t.ct.n_labels = tc->n_labels;
+            t.ct.temperature = (float)tc->temperature;
+            t.ct.mode = (enum sl_prompt_mode)tc->prompt_mode;
+            if (tc->n_examples) {
+                if (!(examples = calloc(tc->n_examples, sizeof *examples))) {
+                    reply_err(resp, 500, "server_error", NULL, NULL, "out of memory");
+                    goto done; /* allocation failure */
+                }
+                for (size_t i = 0; i < tc->n_examples; i++)
+                    examples[i] = (struct sl_classify_example){tc->ex_inputs[i], tc->ex_labels[i]};
+                t.ct.examples = examples;
+                t.ct.n_examples = tc->n_examples;
+            }
+        } else {
+            t.ct.instruction = r.instruction;
+            t.ct.labels = r.labels;
+            t.ct.descriptions = r.label_descs;
+            t.ct.n_labels = r.n_labels;
+            t.ct.mode = (enum sl_prompt_mode)r.prompt_mode;
+        }
+        if (t.ct.mode == SL_PROMPT_CHAT) t.ct.chat_family = (int)m->family;
+    } else {
+        t.xt = sl_extract_default_task();
+        const json_t *sc = r.schema;
+        int64_t max = 256;
+        if (tc) {
+            if (!(schema = json_loads(tc->schema, 0, NULL))) {
+                reply_err(resp, 500, "server_error", NULL, NULL, "task schema does not load");
+                goto done; /* cannot happen: checked at config load */
+            }
+            sc = schema;
+            t.xt.instruction = tc->instruction;
+            t.xt.mode = (enum sl_prompt_mode)tc->prompt_mode;
+            max = tc->max_tokens;
+        } else {
+            t.xt.instruction = r.instruction;
+            t.xt.mode = (enum sl_prompt_mode)r.prompt_mode;
+        }
+        if (r.max_tokens > 0) max = r.max_tokens;
+        if (max > s->cfg->limits.max_completion_tokens) {
+            reply_err(resp, 400, "invalid_request_error", NULL, "max_tokens",
+                      "max_tokens is %lld; this server allows at most %lld.", (long long)max,
+                      (long long)s->cfg->limits.max_completion_tokens);
+            goto done; /* too many */
+        }
+        t.xt.max_tokens = (int32_t)max;
+        t.xt.schema = sc;
+        if (t.xt.mode == SL_PROMPT_CHAT) t.xt.chat_family = (int)m->family;
+        /* compile here too, so a bad schema is a 400 naming the keyword */
+        char *gt = NULL;
+        int rc = sl_schema_to_grammar(sc, &t.xt.opts, &gt, &err);
+        free(gt);
+        if (rc) {
+            reply_err(resp, rc == SL_ENOMEM ? 500 : 400, "invalid_request_error",
+                      rc == SL_EUNSUPPORTED ? "unsupported_schema" : "invalid_schema", "schema",
+                      "%s", err.msg);
+            goto done; /* bad schema */
+        }
+    }
+    job.run = task_work_run;
+    job.run_arg = &t;
+    job.deadline_ms = (int64_t)(t0 + (double)s->cfg->server.request_timeout_s * 1e3);
+    if (sl_job_init(&job, &err)) {
+        reply_err(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
+        goto done; /* allocation failure */
+    }
+    inited = true;
+    if (submit_all(m->sched, &job, 1, &n_sub, resp)) goto done; /* queue full */
+    submitted = n_sub == 1;
+    if (!wait_all(m->sched, &job, &seen, 1, req->fd, job.deadline_ms, &timed_out)) {
+        reply_err(resp, 499, "invalid_request_error", NULL, NULL, "client closed the connection");
+        goto done; /* client gone */
+    }
+    if (job.rc || job.finish == SL_FINISH_CANCEL) {
+        task_error(&job, timed_out, resp);
+        goto done; /* task failed */
+    }
+    json_t *data = json_array();
+    long long n_prompt = 0, n_gen = 0, n_cached = 0;
+    for (size_t i = 0; i < t.n; i++) {
+        json_array_append_new(data, t.classify ? classify_json(&t, i) : extract_json(&t, i));
+        n_prompt += t.classify ? t.cres[i].n_prompt : t.xres[i].n_prompt;
+        n_gen += t.classify ? 0 : t.xres[i].n_gen;
+        n_cached += t.classify ? t.cres[i].n_cached : 0;
+    }
+    json_t *body =
+        json_pack("{s:s,s:o,s:s,s:{s:I,s:I,s:I}}", "object", "list", "data", data, "model", model,
+                  "usage", "prompt_tokens", (json_int_t)n_prompt, "completion_tokens",
+                  (json_int_t)n_gen, "total_tokens", (json_int_t)(n_prompt + n_gen));
+    if (body && t.classify)
+        json_object_set_new(json_object_get(body, "usage"), "cached_tokens",
+                            json_integer(n_cached));
+    if (body && r.task) json_object_set_new(body, "task", json_string(r.task));
+    reply_json(resp, 200, body);
+done:
+    if (submitted) { /* a task job finishes its run; wait for it */
+        while (!seen.done)
+            sl_sched_wait(m->sched, &job, &seen, 1000);
+    }
+    if (inited) sl_job_free(&job);
+    for (size_t i = 0; i < t.n; i++) {
+        if (t.cres) sl_classify_result_free(&t.cres[i]);
+        if (t.xres) sl_extract_result_free(&t.xres[i]);
+    }
+    free(t.cres);
+    free(t.xres);
+    free(t.inputs);
+    free(examples);
+    if (schema) json_decref(schema);
+    sl_req_free(&r);
+}
+
+/* ------------------------------------------------------------------------ */
 /* Listing, health, metrics                                                 */
 /* ------------------------------------------------------------------------ */
 
@@ -1101,7 +1470,18 @@ void sl_routes_handle(void *user, const struct sl_http_req *req, struct sl_http_
     const char *p = req->path, *route = "other";
     bool get = !strcmp(req->method, "GET"), post = !strcmp(req->method, "POST");
     const struct sl_key_config *key = NULL;
-    enum { R_NONE, R_HEALTH, R_METRICS, R_MODELS, R_MODEL, R_CHAT, R_CMPL, R_EMBD } r = R_NONE;
+    enum {
+        R_NONE,
+        R_HEALTH,
+        R_METRICS,
+        R_MODELS,
+        R_MODEL,
+        R_CHAT,
+        R_CMPL,
+        R_EMBD,
+        R_CLS,
+        R_EXT
+    } r = R_NONE;
     if (!strcmp(p, "/health"))
         r = R_HEALTH, route = "/health";
     else if (!strcmp(p, "/metrics"))
@@ -1116,8 +1496,12 @@ void sl_routes_handle(void *user, const struct sl_http_req *req, struct sl_http_
         r = R_CMPL, route = "/v1/completions";
     else if (!strcmp(p, "/v1/embeddings"))
         r = R_EMBD, route = "/v1/embeddings";
+    else if (!strcmp(p, "/v1/classify"))
+        r = R_CLS, route = "/v1/classify";
+    else if (!strcmp(p, "/v1/extract"))
+        r = R_EXT, route = "/v1/extract";
 
-    bool want_post = r == R_CHAT || r == R_CMPL || r == R_EMBD;
+    bool want_post = r == R_CHAT || r == R_CMPL || r == R_EMBD || r == R_CLS || r == R_EXT;
     if (r == R_NONE) {
         reply_err(resp, 404, "invalid_request_error", "unknown_url", NULL,
                   "Unknown request URL: %s %s", req->method, p);
@@ -1134,6 +1518,8 @@ void sl_routes_handle(void *user, const struct sl_http_req *req, struct sl_http_
             handle_models(s, r == R_MODEL ? p + 11 : NULL, key, resp);
         else if (r == R_EMBD)
             handle_embeddings(s, req, key, resp);
+        else if (r == R_CLS || r == R_EXT)
+            handle_task(s, req, key, r == R_CLS ? SL_REQ_CLASSIFY : SL_REQ_EXTRACT, resp);
         else {
             handle_generate(s, req, key, r == R_CHAT ? SL_REQ_CHAT : SL_REQ_COMPLETION, route, t0,
                             resp);

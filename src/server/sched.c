@@ -36,6 +36,7 @@ struct slot {
     int32_t reserve; /* KV cells this job may still claim */
     bool prefill;    /* still feeding the prompt */
     struct sl_sampler *smp;
+    void *gstage; /* the grammar stage's ctx (owned by smp), or NULL */
     struct sl_stop stop;
     struct sl_buf text; /* all generated text; j->text gets text[0..sent) */
     size_t sent, checked;
@@ -50,6 +51,7 @@ struct sl_sched {
     struct sl_sched_params p;
     struct sl_ctx *ctx;  /* generation */
     struct sl_ctx *ectx; /* embeddings (no vocabulary head), or NULL */
+    struct sl_ctx *tctx; /* task jobs, made on first use, or NULL */
     struct sl_batch batch, ebatch;
 
     pthread_mutex_t mu;
@@ -59,8 +61,8 @@ struct sl_sched {
     bool stopping;
     struct sl_job *qhead, *qtail; /* waiting jobs (FIFO) */
     int32_t n_queued;
-    int32_t n_active;     /* admitted, not done (slots + embeddings) */
-    struct sl_job *elist; /* embedding jobs popped for this step */
+    int32_t n_active;     /* admitted, not done (slots + embeddings + tasks) */
+    struct sl_job *elist; /* embedding and task jobs popped for this step */
 
     struct slot *slots; /* (n_slots) */
     struct centry cache[SL_KV_MAX_SEQ];
@@ -339,6 +341,19 @@ static bool slot_admit(struct sl_sched *s, struct slot *sl, struct sl_job *j)
     sl->n_tokens = j->n_prompt;
     for (int32_t i = 0; i < j->n_prompt; i++)
         sl_sampler_accept(sl->smp, j->prompt[i]);
+    if (j->grammar) { /* after the prompt: the grammar sees generated tokens only */
+        struct sl_sampler_stage st;
+        rc = sl_grammar_stage_init(&st, j->grammar, s->model->vocab, &err);
+        if (!rc && (rc = sl_sampler_insert(sl->smp, SL_SAMPLER_POS_AFTER_PENALTIES, st, &err)))
+            st.iface->free(st.ctx);
+        if (rc) {
+            seq_release(s, seq);
+            job_done_locked(j, SL_FINISH_STOP, rc, err.msg);
+            slot_clear(sl);
+            return true; /* consumed (failed) */
+        }
+        sl->gstage = st.ctx;
+    }
     if (lcp > 0) {
         for (int i = 0; i < s->n_cache; i++)
             if (s->cache[i].seq == best) s->cache[i].used = ++s->tick;
@@ -363,7 +378,7 @@ static void admit(struct sl_sched *s)
         if (atomic_load(&j->cancel)) {
             taken = true;
             job_done_locked(j, SL_FINISH_CANCEL, 0, NULL);
-        } else if (j->embed) {
+        } else if (j->embed || j->run) {
             taken = true;
             s->n_active++;
         } else {
@@ -378,7 +393,7 @@ static void admit(struct sl_sched *s)
         if (!s->qhead) s->qtail = NULL;
         j->queued = false;
         s->n_queued--;
-        if (j->embed && !j->done) {
+        if ((j->embed || j->run) && !j->done) {
             j->next = s->elist;
             s->elist = j;
         } else {
@@ -455,7 +470,8 @@ static void slot_token(struct sl_sched *s, struct slot *sl, const struct sl_samp
     enum sl_stop_state st = sl_stop_scan(&sl->stop, text, sl->text.len, sl->checked, &safe);
     sl->checked = sl->text.len;
     if (st == SL_STOP_NONE) safe = utf8_complete(text, sl->text.len);
-    bool stop = (eog && !j->ignore_eog) || st == SL_STOP_MATCH;
+    bool stop = (eog && !j->ignore_eog) || st == SL_STOP_MATCH ||
+                (sl->gstage && sl_grammar_stage_done(sl->gstage));
     bool length = !stop && j->n_toks + 1 >= j->n_predict;
     if (length) safe = sl->text.len; /* flush what no stop string completed */
     if (safe < sl->sent) safe = sl->sent;
@@ -625,6 +641,42 @@ static void embed_one(struct sl_sched *s, struct sl_job *j)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Task jobs (engine thread)                                                */
+/* ------------------------------------------------------------------------ */
+
+static void task_one(struct sl_sched *s, struct sl_job *j)
+{
+    struct sl_err err = {0};
+    int rc = 0;
+    j->t_start_ms = sl_sched_now_ms();
+    if (j->deadline_ms && j->t_start_ms > (double)j->deadline_ms) {
+        rc = sl_err_set(&err, SL_SCHED_ETIMEDOUT, "the request passed its deadline");
+    } else if (atomic_load(&j->cancel)) {
+        pthread_mutex_lock(&s->mu);
+        job_done_locked(j, SL_FINISH_CANCEL, 0, NULL);
+        s->n_active--;
+        pthread_mutex_unlock(&s->mu);
+        return;
+    } else if (!s->tctx) {
+        struct sl_ctx_params cp = sl_ctx_default_params();
+        cp.n_ctx = s->p.n_ctx;
+        cp.n_batch = s->p.n_batch;
+        cp.n_threads = s->p.n_threads;
+        rc = sl_ctx_init(&s->tctx, s->model, &cp, &err);
+    }
+    if (!rc) {
+        sl_kv_clear(&s->tctx->kv);
+        rc = j->run(j->run_arg, s->tctx, &err);
+        if (rc && !err.msg[0]) sl_err_set(&err, rc, "task failed");
+        sl_kv_clear(&s->tctx->kv); /* no task sees another's cells */
+    }
+    pthread_mutex_lock(&s->mu);
+    job_done_locked(j, SL_FINISH_STOP, rc, err.msg);
+    s->n_active--;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* ------------------------------------------------------------------------ */
 /* The engine thread                                                        */
 /* ------------------------------------------------------------------------ */
 
@@ -643,7 +695,7 @@ static void *engine_main(void *arg)
         admit(s);
         struct sl_job *el = s->elist;
         s->elist = NULL;
-        if (!el && !any_running(s) && s->qhead && !s->qhead->embed) {
+        if (!el && !any_running(s) && s->qhead && !s->qhead->embed && !s->qhead->run) {
             /* cannot happen: submit checked that every job fits an empty cache */
             struct sl_job *j = s->qhead;
             s->qhead = j->next;
@@ -661,7 +713,10 @@ static void *engine_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         while (el) {
             struct sl_job *next = el->next;
-            embed_one(s, el);
+            if (el->run)
+                task_one(s, el);
+            else
+                embed_one(s, el);
             el = next;
         }
         step(s);
@@ -750,6 +805,7 @@ void sl_sched_free(struct sl_sched *s)
     sl_batch_free(&s->ebatch);
     sl_ctx_free(s->ctx);
     sl_ctx_free(s->ectx);
+    sl_ctx_free(s->tctx);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
     free(s);
@@ -757,8 +813,11 @@ void sl_sched_free(struct sl_sched *s)
 
 int sl_sched_submit(struct sl_sched *s, struct sl_job *j, struct sl_err *err)
 {
-    if (j->n_prompt < 1) return sl_err_set(err, SL_EINVAL, "empty prompt");
-    if (j->embed) {
+    if (j->run) {
+        /* a closure: no prompt to check */
+    } else if (j->n_prompt < 1) {
+        return sl_err_set(err, SL_EINVAL, "empty prompt");
+    } else if (j->embed) {
         if (!s->ectx) return sl_err_set(err, SL_EINVAL, "this model does not serve embeddings");
         if (j->n_prompt > s->p.embd_ctx)
             return sl_err_set(err, SL_ERANGE,

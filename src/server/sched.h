@@ -20,6 +20,17 @@
  * Threads: every function here is thread-safe; jobs are submitted and read
  * from any thread (the HTTP connection threads) and run on the engine thread.
  *
+ * Task jobs (classify, extract): a job with `run` set is a closure that the
+ * engine thread calls between batching steps, as a step of its own, with a
+ * task context: a second sl_ctx of the same size, made on first use, whose
+ * every sequence the closure may use. The scheduler's slots and prefix
+ * cache live on the other context, so task sequence ids never collide with
+ * them; the task context's cells are cleared after every run.
+ *
+ * Constrained generation: a job with `grammar` set gets a grammar stage in
+ * its sampler (after the penalties), fed only the generated tokens; it ends
+ * (finish STOP) when the grammar is complete and can take no more bytes.
+ *
  * A job's life: the caller fills struct sl_job's input fields, calls
  * sl_sched_submit, then sl_sched_wait until done, reading output through
  * the wait's struct sl_job_progress; then sl_job_free. To give up (client
@@ -38,6 +49,7 @@
 #include "../config/config.h"
 #include "../engine/forward.h"
 #include "../engine/generate.h"
+#include "../engine/grammar.h"
 #include "../engine/sampler.h"
 
 #define SL_SCHED_EBUSY (-64)     /* the queue is full: try again later */
@@ -73,10 +85,15 @@ struct sl_job {
     struct sl_sampler_params sampling;
     const char *const *stop; /* borrowed until done */
     size_t n_stop;
-    bool prompt_logprobs; /* fill prompt_lp (echo) */
-    bool ignore_eog;      /* end-of-generation tokens do not stop (they add no text) */
-    bool embed;           /* embedding job: fills embd, generates nothing */
-    int64_t deadline_ms;  /* sl_sched_now_ms() clock; 0 = none */
+    bool prompt_logprobs;             /* fill prompt_lp (echo) */
+    bool ignore_eog;                  /* end-of-generation tokens do not stop (they add no text) */
+    bool embed;                       /* embedding job: fills embd, generates nothing */
+    int64_t deadline_ms;              /* sl_sched_now_ms() clock; 0 = none */
+    const struct sl_grammar *grammar; /* borrowed until done: constrain the output, or NULL */
+    /* task job: run on the engine thread with the task context (prompt
+     * unused); returns 0 or an SL_E* code with err set. arg is borrowed. */
+    int (*run)(void *arg, struct sl_ctx *ctx, struct sl_err *err);
+    void *run_arg;
 
     /* output: written by the engine thread; read through sl_sched_wait */
     struct sl_tok_out *toks;      /* (n_predict) */

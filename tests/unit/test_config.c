@@ -143,7 +143,97 @@ static void config_reference_lists_every_section(void)
     fclose(f);
     T_TRUE(strstr(buf, "`server:`") && strstr(buf, "`limits:`") && strstr(buf, "`models.<name>:`"));
     T_TRUE(strstr(buf, "| `cache_cells` |") && strstr(buf, "`api_keys:`"));
+    T_TRUE(strstr(buf, "`tasks.<name>:`") && strstr(buf, "| `temperature` | number |"));
     free(buf);
+}
+
+static void config_reads_tasks(void)
+{
+    const char *y = "models:\n  m: /m.gguf\n"
+                    "tasks:\n"
+                    "  triage:\n    kind: classify\n    model: m\n    instruction: Route it.\n"
+                    "    temperature: 1.7\n    prompt_mode: plain\n"
+                    "    labels:\n      - name: billing\n        description: money\n      - bug\n"
+                    "    examples:\n      - {input: charged twice, label: billing}\n"
+                    "  person:\n    kind: extract\n    model: m\n    max_tokens: 64\n"
+                    "    schema:\n      type: object\n      properties:\n"
+                    "        name: {type: string, maxLength: 8}\n"
+                    "        age: {type: integer}\n        kind: {enum: [\"1\", 2, true]}\n"
+                    "      required: [name]\n"
+                    "  json:\n    kind: extract\n    model: m\n"
+                    "    schema: '{\"type\": \"boolean\"}'\n"
+                    "  greet:\n    kind: generate\n    model: m\n    prompt: \"Hi {input}\"\n";
+    struct sl_config c;
+    struct sl_err err = {0};
+    T_OK(parse(&c, y, &err), &err);
+    T_OK(sl_config_validate(&c, &err), &err);
+    T_EQ_INT(c.n_tasks, 4);
+    const struct sl_task_config *t = sl_config_task(&c, "triage");
+    T_TRUE(t != NULL);
+    T_EQ_INT(t->kind, SL_TASK_CLASSIFY);
+    T_EQ_STR(t->model, "m");
+    T_EQ_STR(t->instruction, "Route it.");
+    T_NEAR(t->temperature, 1.7, 1e-12);
+    T_EQ_INT(t->prompt_mode, 2);
+    T_EQ_INT(t->n_labels, 2);
+    T_EQ_STR(t->labels[0], "billing");
+    T_EQ_STR(t->descriptions[0], "money");
+    T_TRUE(t->descriptions[1] == NULL);
+    T_EQ_STR(t->labels[1], "bug");
+    T_EQ_INT(t->n_examples, 1);
+    T_EQ_STR(t->ex_inputs[0], "charged twice");
+    T_EQ_STR(t->ex_labels[0], "billing");
+    t = sl_config_task(&c, "person");
+    T_EQ_INT(t->kind, SL_TASK_EXTRACT);
+    T_EQ_INT(t->max_tokens, 64);
+    T_TRUE(t->grammar != NULL && t->grammar[0]);
+    /* YAML scalars keep their JSON types; quoted ones stay strings */
+    T_TRUE(strstr(t->schema, "\"maxLength\":8") && strstr(t->schema, "[\"1\",2,true]"));
+    T_EQ_STR(sl_config_task(&c, "json")->schema, "{\"type\":\"boolean\"}");
+    T_EQ_INT(sl_config_task(&c, "greet")->kind, SL_TASK_GENERATE);
+    T_EQ_INT(sl_config_task(&c, "greet")->max_tokens, 256);
+    T_NEAR(sl_config_task(&c, "greet")->temperature, 1.0, 0);
+    T_TRUE(sl_config_task(&c, "nope") == NULL);
+    sl_config_free(&c);
+}
+
+static void config_rejects_bad_tasks_at_load(void)
+{
+    const char *m = "models:\n  m: x\n";
+    char y[1024];
+#define TASK(body) (snprintf(y, sizeof y, "%stasks:\n  t:\n%s", m, body), y)
+    /* an unsupported schema keyword fails at load, naming it */
+    expect_error(TASK("    kind: extract\n    model: m\n    schema:\n      type: string\n"
+                      "      pattern: \"^a\"\n"),
+                 SL_EUNSUPPORTED, "tasks.t.schema", "pattern");
+    expect_error(TASK("    kind: extract\n    model: m\n    schema: '{\"oneOf\": []}'\n"),
+                 SL_EUNSUPPORTED, "oneOf", NULL);
+    expect_error(TASK("    kind: extract\n    model: m\n    schema: '{bad'\n"), SL_EFORMAT,
+                 "not JSON", NULL);
+    expect_error(TASK("    kind: extract\n    model: m\n"), SL_EINVAL, "has no schema", NULL);
+    expect_error(TASK("    model: m\n    labels: [a]\n"), SL_EINVAL, "has no kind", NULL);
+    expect_error(TASK("    kind: sort\n    model: m\n"), SL_EINVAL, "classify|extract|generate",
+                 NULL);
+    expect_error(TASK("    kind: classify\n    labels: [a]\n"), SL_EINVAL, "has no model", NULL);
+    expect_error(TASK("    kind: classify\n    model: m\n"), SL_EINVAL, "has no labels", NULL);
+    expect_error(TASK("    kind: classify\n    model: m\n    labels: [a, a]\n"), SL_EINVAL,
+                 "'a' twice", NULL);
+    expect_error(TASK("    kind: classify\n    model: m\n    labels: [a]\n"
+                      "    examples: [{input: x, label: b}]\n"),
+                 SL_EINVAL, "not one of the task's labels", NULL);
+    expect_error(TASK("    kind: classify\n    model: m\n    labels: [a]\n    temperature: 0\n"),
+                 SL_EINVAL, "temperature", "[0.01, 100]");
+    expect_error(TASK("    kind: classify\n    model: m\n    labels: [a]\n    colour: red\n"),
+                 SL_EINVAL, "unknown key 'colour'", "labels, examples, schema");
+    expect_error(TASK("    kind: classify\n    model: m\n    labels: [{name: a, desc: b}]\n"),
+                 SL_EINVAL, "unknown key 'desc'", NULL);
+    expect_error(TASK("    kind: generate\n    model: m\n"), SL_EINVAL, "has no prompt", NULL);
+    expect_error(TASK("    kind: generate\n    model: m\n    prompt: x\n    labels: [a]\n"),
+                 SL_EINVAL, "for classify tasks", NULL);
+    expect_error(TASK("    kind: classify\n    model: other\n    labels: [a]\n"), SL_EINVAL,
+                 "unknown model 'other'", NULL);
+    expect_error("models:\n  m: x\ntasks: [a]\n", SL_EFORMAT, "tasks must be a mapping", NULL);
+#undef TASK
 }
 
 int main(void)
@@ -156,5 +246,7 @@ int main(void)
     T_RUN(config_checks_models_and_keys_across_the_file);
     T_RUN(config_empty_file_is_all_defaults);
     T_RUN(config_reference_lists_every_section);
+    T_RUN(config_reads_tasks);
+    T_RUN(config_rejects_bad_tasks_at_load);
     return t_done();
 }

@@ -174,6 +174,127 @@ static void request_embeddings_read_input_and_format(void)
     expect_bad(SL_REQ_EMBEDDING, "{\"model\":\"m\"}", SL_EINVAL, "input");
 }
 
+static void request_classify_reads_labels_and_inputs(void)
+{
+    struct sl_req r;
+    struct sl_err err = {0};
+    T_OK(parse(&r, SL_REQ_CLASSIFY,
+               "{\"model\":\"m\",\"input\":[\"a\",\"b\"],\"labels\":[\"x\",{\"name\":\"y\","
+               "\"description\":\"why\"}],\"instruction\":\"pick\",\"prompt_mode\":\"raw\"}",
+               &err),
+         &err);
+    T_EQ_STR(r.model, "m");
+    T_EQ_INT(r.n_prompts, 2);
+    T_EQ_STR(r.prompts[1].text, "b");
+    T_EQ_INT(r.n_labels, 2);
+    T_EQ_STR(r.labels[1], "y");
+    T_TRUE(r.label_descs[0] == NULL);
+    T_EQ_STR(r.label_descs[1], "why");
+    T_EQ_STR(r.instruction, "pick");
+    T_EQ_INT(r.prompt_mode, SL_REQ_MODE_RAW);
+    T_TRUE(r.task == NULL);
+    sl_req_free(&r);
+
+    /* a configured task: no model needed, one string input */
+    T_OK(parse(&r, SL_REQ_CLASSIFY, "{\"task\":\"triage\",\"input\":\"hello\"}", &err), &err);
+    T_EQ_STR(r.task, "triage");
+    T_TRUE(r.model == NULL);
+    T_EQ_INT(r.n_prompts, 1);
+    T_EQ_STR(r.prompts[0].text, "hello");
+    sl_req_free(&r);
+}
+
+static void request_extract_reads_schema(void)
+{
+    struct sl_req r;
+    struct sl_err err = {0};
+    T_OK(
+        parse(&r, SL_REQ_EXTRACT,
+              "{\"model\":\"m\",\"input\":\"x\",\"schema\":{\"type\":\"object\"},\"max_tokens\":9}",
+              &err),
+        &err);
+    T_TRUE(json_is_object(r.schema));
+    T_EQ_INT(r.max_tokens, 9);
+    sl_req_free(&r);
+}
+
+static void request_task_errors_name_the_parameter(void)
+{
+    const enum sl_req_kind C = SL_REQ_CLASSIFY, X = SL_REQ_EXTRACT;
+    expect_bad(C, "{\"input\":\"x\",\"labels\":[\"a\"]}", SL_EINVAL, "model");
+    expect_bad(C, "{\"model\":\"m\",\"labels\":[\"a\"]}", SL_EINVAL, "input");
+    expect_bad(C, "{\"model\":\"m\",\"input\":[],\"labels\":[\"a\"]}", SL_EINVAL, "input");
+    expect_bad(C, "{\"model\":\"m\",\"input\":[1],\"labels\":[\"a\"]}", SL_EINVAL, "input");
+    expect_bad(C, "{\"model\":\"m\",\"input\":\"x\"}", SL_EINVAL, "labels");
+    expect_bad(C, "{\"model\":\"m\",\"input\":\"x\",\"labels\":[]}", SL_EINVAL, "labels");
+    expect_bad(C, "{\"model\":\"m\",\"input\":\"x\",\"labels\":[\"a\",\"a\"]}", SL_EINVAL,
+               "labels");
+    expect_bad(C, "{\"model\":\"m\",\"input\":\"x\",\"labels\":[\"\"]}", SL_EINVAL, "labels");
+    expect_bad(C, "{\"model\":\"m\",\"input\":\"x\",\"labels\":[{\"description\":\"d\"}]}",
+               SL_EINVAL, "labels");
+    expect_bad(C, "{\"model\":\"m\",\"input\":\"x\",\"labels\":\"a\"}", SL_EINVAL, "labels");
+    expect_bad(C, "{\"model\":\"m\",\"input\":\"x\",\"labels\":[\"a\"],\"prompt_mode\":\"odd\"}",
+               SL_EINVAL, "prompt_mode");
+    expect_bad(C, "{\"task\":\"t\",\"input\":\"x\",\"labels\":[\"a\"]}", SL_EINVAL, "labels");
+    expect_bad(C, "{\"task\":7,\"input\":\"x\"}", SL_EINVAL, "task");
+    expect_bad(X, "{\"model\":\"m\",\"input\":\"x\"}", SL_EINVAL, "schema");
+    expect_bad(X, "{\"model\":\"m\",\"input\":\"x\",\"schema\":3}", SL_EINVAL, "schema");
+    expect_bad(X, "{\"model\":\"m\",\"input\":\"x\",\"schema\":{},\"max_tokens\":0}", SL_EINVAL,
+               "max_tokens");
+    char big[4096];
+    size_t n = (size_t)snprintf(big, sizeof big, "{\"model\":\"m\",\"labels\":[\"a\"],\"input\":[");
+    for (int i = 0; i < 65; i++)
+        n += (size_t)snprintf(big + n, sizeof big - n, "%s\"x\"", i ? "," : "");
+    snprintf(big + n, sizeof big - n, "]}");
+    expect_bad(C, big, SL_ERANGE, "input"); /* lim.max_inputs is 64 */
+}
+
+static void request_completions_take_a_generate_task(void)
+{
+    struct sl_req r;
+    struct sl_err err = {0};
+    T_OK(parse(&r, SL_REQ_COMPLETION, "{\"task\":\"greet\",\"prompt\":\"Bob\"}", &err), &err);
+    T_EQ_STR(r.task, "greet");
+    T_TRUE(r.model == NULL);
+    T_EQ_INT(r.n_prompts, 1);
+    sl_req_free(&r);
+    expect_bad(SL_REQ_COMPLETION, "{\"task\":1,\"prompt\":\"x\"}", SL_EINVAL, "task");
+    expect_bad(SL_REQ_COMPLETION, "{\"prompt\":\"x\"}", SL_EINVAL, "model");
+    /* chat does not read "task" */
+    expect_bad(SL_REQ_CHAT, "{\"task\":\"t\",\"messages\":[]}", SL_EINVAL, "model");
+}
+
+static void request_chat_reads_response_format(void)
+{
+    struct sl_req r;
+    struct sl_err err = {0};
+    const char *m = "\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]";
+    char b[512];
+    snprintf(b, sizeof b,
+             "{%s,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"p\","
+             "\"schema\":{\"type\":\"object\"}}}}",
+             m);
+    T_OK(parse(&r, SL_REQ_CHAT, b, &err), &err);
+    T_TRUE(json_is_object(r.response_schema) && !r.json_object);
+    sl_req_free(&r);
+    snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_object\"}}", m);
+    T_OK(parse(&r, SL_REQ_CHAT, b, &err), &err);
+    T_TRUE(r.json_object && !r.response_schema);
+    sl_req_free(&r);
+    snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"text\"}}", m);
+    T_OK(parse(&r, SL_REQ_CHAT, b, &err), &err);
+    T_TRUE(!r.json_object && !r.response_schema);
+    sl_req_free(&r);
+    snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"yaml\"}}", m);
+    expect_bad(SL_REQ_CHAT, b, SL_EINVAL, "response_format.type");
+    snprintf(b, sizeof b, "{%s,\"response_format\":{\"type\":\"json_schema\"}}", m);
+    expect_bad(SL_REQ_CHAT, b, SL_EINVAL, "response_format.json_schema");
+    snprintf(b, sizeof b,
+             "{%s,\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"schema\":1}}}",
+             m);
+    expect_bad(SL_REQ_CHAT, b, SL_EINVAL, "response_format.json_schema.schema");
+}
+
 int main(void)
 {
     T_RUN(request_chat_gets_openai_defaults);
@@ -181,5 +302,10 @@ int main(void)
     T_RUN(request_errors_name_the_parameter);
     T_RUN(request_completions_take_text_ids_and_batches);
     T_RUN(request_embeddings_read_input_and_format);
+    T_RUN(request_classify_reads_labels_and_inputs);
+    T_RUN(request_extract_reads_schema);
+    T_RUN(request_task_errors_name_the_parameter);
+    T_RUN(request_chat_reads_response_format);
+    T_RUN(request_completions_take_a_generate_task);
     return t_done();
 }
