@@ -10,6 +10,12 @@
  * product, and the speed-up over the scalar path. Activation quantization
  * is not timed (it is once per product, O(COLS)).
  *
+ * Where a path has a tile kernel for the type (kernels.h struct sl_mm), two
+ * more rows follow: "tile T=1" (the same matrix-vector product through
+ * 1-row tiles, as decode does, GB/s of weights) and "tile T=64" (a 64-row activation block
+ * through 4x4 tiles, as prefill does; reported as GMAC/s, multiply-adds of
+ * weights x activations per second, and ms per 64-row product).
+ *
  * The numbers are rough: a shared machine, and a 4096 x 4096 quantized
  * matrix (9 to 64 MiB) may sit partly in the last-level cache. Use
  * --rows to go past it. Timing is never a test; see docs/internals/kernels.md.
@@ -117,6 +123,32 @@ static struct result run_one(const struct sl_kernels *k, int type, const void *w
     return (struct result){bytes / t / 1e9, 1e3 * t / reps};
 }
 
+/* Weights x T activation rows through the tile kernel, row tiles outside,
+ * activation tiles inside (as ops.c). */
+static struct result run_tile(const struct sl_kernels *k, int type, const void *w, const void *a, int64_t rows,
+                              int64_t cols, int T, double min_s, float *y)
+{
+    const struct sl_mm *mm = &k->mm[type];
+    const size_t row = sl_row_size(type, cols), arow = mm->act_size(cols);
+    const int tile_r = T == 1 ? 1 : mm->tile_r; /* as ops.c: one weight stream at T = 1 */
+    int reps = 0;
+    double t0 = 0, t = 0;
+    for (int pass = -1; pass < 0 || t < min_s; pass++) {
+        if (pass == 0) t0 = now_s();
+        for (int64_t r = 0; r < rows; r += tile_r) {
+            const int nr = rows - r < tile_r ? (int)(rows - r) : tile_r;
+            for (int c = 0; c < T; c += mm->tile_c)
+                mm->tile(cols, (const uint8_t *)w + (size_t)r * row, row, nr, (const uint8_t *)a + (size_t)c * arow,
+                         arow, T - c < mm->tile_c ? T - c : mm->tile_c, y + (size_t)c * rows + r, (size_t)rows);
+        }
+        if (pass >= 0) reps++;
+        t = now_s() - t0;
+        if (pass < 0) t = 0;
+    }
+    const double units = T == 1 ? (double)row * (double)rows : (double)rows * (double)cols * T;
+    return (struct result){units * reps / t / 1e9, 1e3 * t / reps};
+}
+
 static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
 {
     char *end;
@@ -175,12 +207,14 @@ int main(int argc, char **argv)
     }
     void *w = malloc(max_row * (size_t)rows);
     void *a = malloc((size_t)cols * 4);
-    float *x = malloc((size_t)cols * sizeof *x), *y = malloc((size_t)rows * sizeof *y);
-    if (!w || !a || !x || !y) {
+    enum { TILE_T = 64 };
+    void *pa = malloc((size_t)cols * 4 * TILE_T); /* packed activation rows (< 8 bytes per value) */
+    float *x = malloc((size_t)cols * sizeof *x * TILE_T), *y = malloc((size_t)rows * sizeof *y * TILE_T);
+    if (!w || !a || !pa || !x || !y) {
         fprintf(stderr, "bench_dot: out of memory for a %lld x %lld matrix\n", (long long)rows, (long long)cols);
         return 1;
     }
-    for (int64_t i = 0; i < cols; i++) x[i] = rng_float();
+    for (int64_t i = 0; i < cols * TILE_T; i++) x[i] = rng_float();
 
     char date[32];
     time_t now = time(NULL);
@@ -218,11 +252,27 @@ int main(int argc, char **argv)
                 jn += (size_t)snprintf(js + jn, sizeof js - jn, "%s{\"type\":\"%s\",\"path\":\"%s\",\"gbps\":%.3f,\"ms\":%.4f}",
                                        first ? "" : ",", tr->name, path_names[p], r.gbps, r.ms);
             first = 0;
+            if (!k->mm[type].tile) continue;
+            const size_t arow = k->mm[type].act_size(cols);
+            for (int c = 0; c < TILE_T; c++) k->mm[type].pack(x + (size_t)c * cols, (uint8_t *)pa + (size_t)c * arow, cols);
+            for (int T = 1; T <= TILE_T; T += TILE_T - 1) {
+                const struct result rt = run_tile(k, type, w, pa, rows, cols, T, (double)ms / 1e3, y);
+                if (T == 1)
+                    printf("| %s | %s tile T=1 | %.2f | %.3f | %.2fx of row dot |\n", tr->name, path_names[p], rt.gbps,
+                           rt.ms, rt.gbps / r.gbps);
+                else
+                    printf("| %s | %s tile T=%d | %.1f GMAC/s | %.3f | |\n", tr->name, path_names[p], T, rt.gbps, rt.ms);
+                if (jn < sizeof js)
+                    jn += (size_t)snprintf(js + jn, sizeof js - jn,
+                                           ",{\"type\":\"%s\",\"path\":\"%s\",\"tile_T\":%d,\"%s\":%.3f,\"ms\":%.4f}",
+                                           tr->name, path_names[p], T, T == 1 ? "gbps" : "gmacs", rt.gbps, rt.ms);
+            }
         }
     }
     if (json && jn < sizeof js) printf("\n%s]}\n", js);
     free(w);
     free(a);
+    free(pa);
     free(x);
     free(y);
     return 0;

@@ -3,21 +3,48 @@
  *
  * Workers wait on a condition variable for a new generation, then pull items
  * from a shared atomic counter; the last one to finish signals the caller.
- * A short spin before sleeping keeps wake-up cheap when loops come back to
- * back (one per matmul in a forward pass).
+ * Before sleeping, a worker (and the caller waiting for the workers) spins
+ * with `pause` for up to SL_POOL_SPIN_US (100 us): a forward pass runs
+ * ~8 loops per layer with a few microseconds of single-threaded work
+ * between them, and a worker woken from the condition variable measured
+ * 45-50 us per loop on the 2-core VM (bench/bench_pool.c), against ~1 us
+ * for one still spinning. Spinning longer (2 ms, with or without
+ * sched_yield) made decode 2x faster on a quiet machine but 3x slower on an
+ * oversubscribed one (other jobs on the cores): the spinning threads use
+ * up their CPU share while the thread they wait for is preempted. Even
+ * 100 us loses there against a short spin (2-thread decode 10-20 against
+ * 20-30 tokens/s at load 6-15), so SLUICE_POOL_SPIN_US=N sets the spin
+ * (0: sleep at once) for shared machines.
  */
 #include "pool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SL_POOL_MAX_THREADS 256
-#define SL_POOL_SPIN 20000
+#define SL_POOL_SPIN_US 100 /* default spin before sleeping; SLUICE_POOL_SPIN_US overrides */
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 struct sl_pool {
     int n_threads;
+    uint64_t spin_ns; /* how long a waiting thread spins before sleeping */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
@@ -26,10 +53,49 @@ struct sl_pool {
     void *ctx;
     int n_items;
     atomic_int next;
-    atomic_int busy;     /* workers still in the current job */
-    atomic_uint gen;     /* job generation */
+    atomic_uint busy; /* workers still in the current job */
+    atomic_uint gen;  /* job generation */
     int stop;
 };
+
+/* The state of one wait: when it started, how many rounds it made, and
+ * how long it may spin. */
+struct spin {
+    uint64_t t0, max_ns;
+    unsigned round;
+};
+
+/* One round of waiting with `pause`; the clock is read every 64 rounds.
+ * Returns 0 once max_ns have passed (time to sleep on the condition
+ * variable). */
+static int spin_round(struct spin *s)
+{
+    const unsigned i = s->round++;
+    if (!s->max_ns) return 0;
+    cpu_relax();
+    if ((i & 63) == 0) {
+        const uint64_t t = now_ns();
+        if (!s->t0) s->t0 = t;
+        else if (t - s->t0 > s->max_ns) return 0;
+    }
+    return 1;
+}
+
+/* Spin until *v != old or the spin time is over. */
+static void spin_while_equal(atomic_uint *v, unsigned old, uint64_t max_ns)
+{
+    struct spin s = {0, max_ns, 0};
+    while (atomic_load_explicit(v, memory_order_acquire) == old)
+        if (!spin_round(&s)) return;
+}
+
+/* Spin until *v is 0 or the spin time is over. */
+static void spin_while_nonzero(atomic_uint *v, uint64_t max_ns)
+{
+    struct spin s = {0, max_ns, 0};
+    while (atomic_load_explicit(v, memory_order_acquire) != 0)
+        if (!spin_round(&s)) return;
+}
 
 struct worker_arg {
     struct sl_pool *p;
@@ -53,10 +119,8 @@ static void *worker(void *arg)
     unsigned seen = 0;
     free(wa);
     for (;;) {
-        /* spin briefly, then sleep until a new generation or stop */
-        int spins = 0;
-        while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen && spins < SL_POOL_SPIN)
-            spins++;
+        /* spin for a while, then sleep until a new generation or stop */
+        spin_while_equal(&p->gen, seen, p->spin_ns);
         pthread_mutex_lock(&p->mu);
         while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen && !p->stop)
             pthread_cond_wait(&p->cv_work, &p->mu);
@@ -68,7 +132,7 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&p->mu);
 
         drain(p, id);
-        if (atomic_fetch_sub_explicit(&p->busy, 1, memory_order_acq_rel) == 1) {
+        if (atomic_fetch_sub_explicit(&p->busy, 1u, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&p->mu);
             pthread_cond_signal(&p->cv_done);
             pthread_mutex_unlock(&p->mu);
@@ -86,6 +150,13 @@ struct sl_pool *sl_pool_init(int n_threads)
     struct sl_pool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->n_threads = n_threads;
+    p->spin_ns = (uint64_t)SL_POOL_SPIN_US * 1000u;
+    const char *spin = getenv("SLUICE_POOL_SPIN_US");
+    if (spin && *spin) {
+        char *end;
+        const long us = strtol(spin, &end, 10);
+        if (!*end && us >= 0 && us <= 1000000) p->spin_ns = (uint64_t)us * 1000u;
+    }
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv_work, NULL);
     pthread_cond_init(&p->cv_done, NULL);
@@ -142,15 +213,14 @@ void sl_pool_run(struct sl_pool *p, sl_pool_fn fn, void *ctx, int n_items)
     p->ctx = ctx;
     p->n_items = n_items;
     atomic_store(&p->next, 0);
-    atomic_store(&p->busy, p->n_threads - 1);
+    atomic_store(&p->busy, (unsigned)(p->n_threads - 1));
     atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     pthread_cond_broadcast(&p->cv_work);
     pthread_mutex_unlock(&p->mu);
 
     drain(p, 0);
     /* wait for the workers: spin first, then sleep */
-    for (int s = 0; s < SL_POOL_SPIN && atomic_load_explicit(&p->busy, memory_order_acquire) > 0; s++)
-        ;
+    spin_while_nonzero(&p->busy, p->spin_ns);
     pthread_mutex_lock(&p->mu);
     while (atomic_load_explicit(&p->busy, memory_order_acquire) > 0)
         pthread_cond_wait(&p->cv_done, &p->mu);

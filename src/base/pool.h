@@ -17,7 +17,10 @@ typedef void (*sl_pool_fn)(void *ctx, int item, int thread);
 
 struct sl_pool;
 
-/* n_threads <= 0 picks the number of online CPUs. NULL on failure. */
+/* n_threads <= 0 picks the number of online CPUs. NULL on failure.
+ * A thread waiting for work (or for the workers) spins 100 us before it
+ * sleeps; the environment variable SLUICE_POOL_SPIN_US=N (0..1000000)
+ * sets that, e.g. 0 on a machine shared with other busy jobs (pool.c). */
 struct sl_pool *sl_pool_init(int n_threads);
 void sl_pool_free(struct sl_pool *p);
 int sl_pool_n_threads(const struct sl_pool *p);

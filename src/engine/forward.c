@@ -15,6 +15,10 @@
 #include "kernels.h"
 #include "ops.h"
 
+/* Most query heads per KV head (GQA group) attn_item handles; sl_ctx_init
+ * refuses models with more. */
+#define SL_ATTN_MAX_GROUP 256
+
 /* ------------------------------------------------------------------------ */
 /* batches                                                                   */
 /* ------------------------------------------------------------------------ */
@@ -101,6 +105,11 @@ int sl_ctx_init(struct sl_ctx **out, const struct sl_model *m, const struct sl_c
     size_t nq = (size_t)hp->n_head * (size_t)hp->head_dim, nk = (size_t)hp->n_head_kv * (size_t)hp->head_dim;
     size_t nv = (size_t)hp->n_head_kv * (size_t)hp->head_dim_v, no = (size_t)hp->n_head * (size_t)hp->head_dim_v;
 
+    if (hp->n_head_kv <= 0 || hp->n_head % hp->n_head_kv || hp->n_head / hp->n_head_kv > SL_ATTN_MAX_GROUP) {
+        rc = sl_err_set(err, SL_EINVAL, "ctx: %d heads over %d KV heads is not supported (groups of up to %d)",
+                        hp->n_head, hp->n_head_kv, SL_ATTN_MAX_GROUP);
+        goto fail; /* unsupported head layout */
+    }
     c->pool = sl_pool_init(c->params.n_threads);
     if (!c->pool) {
         rc = sl_err_set(err, SL_ENOMEM, "ctx: cannot start threads");
@@ -122,8 +131,9 @@ int sl_ctx_init(struct sl_ctx **out, const struct sl_model *m, const struct sl_c
     c->att_out = malloc(T * no * sizeof(float));
     c->hb = malloc(T * 2 * F * sizeof(float));
     c->hb2 = malloc(T * F * sizeof(float));
-    c->scores = malloc(nth * C * sizeof(float));
-    c->acc = malloc(nth * (size_t)hp->head_dim_v * sizeof(float));
+    const size_t G = (size_t)(hp->n_head / hp->n_head_kv); /* query heads per KV head */
+    c->scores = malloc(nth * G * C * sizeof(float));
+    c->acc = malloc(nth * G * (size_t)hp->head_dim_v * sizeof(float));
     c->cells = malloc(T * sizeof(int32_t));
     c->qbuf = malloc(T * max_qbuf(m));
     if (!c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->qkv || !c->att_out || !c->hb ||
@@ -183,74 +193,97 @@ struct attn_job {
     const struct sl_batch *b;
     const struct sl_layer *L;
     int il;
+    int32_t n_kv; /* cells [0, n_kv) can be visible: the last one in use + 1 */
 };
 
-/* q . k for one cached key row (F16 or F32 cache). */
-static float kv_dot(const struct sl_kv *kv, const void *k, const float *q, int n)
+/* One past the last KV cell in use: attention need not look further. */
+static int32_t kv_cells_in_use(const struct sl_kv *kv)
+{
+    int32_t n = kv->n_cells;
+    while (n > 0 && kv->pos[n - 1] < 0) n--;
+    return n;
+}
+
+/* q . k for one cached key row (F16 or F32 cache); kt is the kernel
+ * table, looked up once per attention item rather than once per cell. */
+static float kv_dot(const struct sl_kv *kv, const struct sl_kernels *kt, const void *k, const float *q, int n)
 {
     float s = 0;
     if (kv->type == SL_TYPE_F32) {
         const float *kf = k;
         for (int d = 0; d < n; d++) s += q[d] * kf[d];
     } else {
-        s = sl_kernels()->dot_f16_f32(n, k, q);
+        s = kt->dot_f16_f32(n, k, q);
     }
     return s;
 }
 
 /* acc += w * v for one cached value row. */
-static void kv_axpy(const struct sl_kv *kv, const void *v, float w, float *acc, int n)
+static void kv_axpy(const struct sl_kv *kv, const struct sl_kernels *kt, const void *v, float w, float *acc, int n)
 {
     if (kv->type == SL_TYPE_F32) {
         const float *vf = v;
         for (int d = 0; d < n; d++) acc[d] += w * vf[d];
     } else {
-        sl_kernels()->axpy_f16(n, w, v, acc);
+        kt->axpy_f16(n, w, v, acc);
     }
 }
 
-/* One (entry, head): softmax(q . K^T * scale) . V over the cells this
- * entry's sequence can see, causal and (on local layers) windowed. */
+/* One (entry, KV head): softmax(q . K^T * scale) . V for each of the G
+ * query heads that share the KV head (GQA), over the cells this entry's
+ * sequence can see, causal and (on local layers) windowed. Visibility and
+ * the cell walk are shared by the G heads; each head's arithmetic is the
+ * same, in the same order, as one head at a time. */
 static void attn_item(void *ctx, int item, int thread)
 {
     struct attn_job *j = ctx;
     struct sl_ctx *c = j->c;
     const struct sl_hparams *hp = &c->model->hp;
     const struct sl_kv *kv = &c->kv;
-    int H = hp->n_head, D = hp->head_dim, Dv = hp->head_dim_v;
-    int t = item / H, h = item % H;
-    int kvh = h / (H / hp->n_head_kv);
-    int32_t p = j->b->pos[t];
-    uint64_t mask = 1ull << j->b->seq_id[t];
-    const float *q = c->q + (size_t)t * H * D + (size_t)h * D;
-    float *sc = c->scores + (size_t)thread * kv->n_cells;
-    float *acc = c->acc + (size_t)thread * Dv;
-    float cap = hp->attn_softcap, mx = -INFINITY;
+    const int H = hp->n_head, D = hp->head_dim, Dv = hp->head_dim_v;
+    const int G = H / hp->n_head_kv, n = j->n_kv;
+    const int t = item / hp->n_head_kv, kvh = item % hp->n_head_kv;
+    const int32_t p = j->b->pos[t];
+    const uint64_t mask = 1ull << j->b->seq_id[t];
+    const float *q = c->q + (size_t)t * H * D + (size_t)kvh * G * D; /* G heads of D */
+    float *sc = c->scores + (size_t)thread * G * kv->n_cells;         /* (G, n) */
+    float *acc = c->acc + (size_t)thread * G * Dv;                    /* (G, Dv) */
+    const float cap = hp->attn_softcap;
+    const struct sl_kernels *kt = sl_kernels();
+    float mx[SL_ATTN_MAX_GROUP];
+    double sum[SL_ATTN_MAX_GROUP];
 
-    for (int32_t ci = 0; ci < kv->n_cells; ci++) {
-        int32_t cp = kv->pos[ci];
-        bool visible = cp >= 0 && (kv->seq[ci] & mask) && cp <= p && (!j->L->swa || p - cp < hp->n_swa);
+    for (int g = 0; g < G; g++) mx[g] = -INFINITY, sum[g] = 0;
+    for (int32_t ci = 0; ci < n; ci++) {
+        const int32_t cp = kv->pos[ci];
+        const bool visible = cp >= 0 && (kv->seq[ci] & mask) && cp <= p && (!j->L->swa || p - cp < hp->n_swa);
         if (!visible) {
-            sc[ci] = -INFINITY;
+            sc[ci] = -INFINITY; /* head 0's row marks the cells to skip */
             continue;
         }
         const char *kr = (const char *)sl_kv_k(kv, j->il, ci) + (size_t)kvh * D * kv->elt;
-        float s = kv_dot(kv, kr, q, D) * hp->attn_scale;
-        if (cap > 0) s = cap * tanhf(s / cap);
-        sc[ci] = s;
-        if (s > mx) mx = s;
+        for (int g = 0; g < G; g++) {
+            float s = kv_dot(kv, kt, kr, q + (size_t)g * D, D) * hp->attn_scale;
+            if (cap > 0) s = cap * tanhf(s / cap);
+            sc[(size_t)g * n + ci] = s;
+            if (s > mx[g]) mx[g] = s;
+        }
     }
-    double sum = 0;
-    for (int d = 0; d < Dv; d++) acc[d] = 0;
-    for (int32_t ci = 0; ci < kv->n_cells; ci++) {
+    for (int i = 0; i < G * Dv; i++) acc[i] = 0;
+    for (int32_t ci = 0; ci < n; ci++) {
         if (sc[ci] == -INFINITY) continue;
-        float w = expf(sc[ci] - mx);
-        sum += w;
-        kv_axpy(kv, (const char *)sl_kv_v(kv, j->il, ci) + (size_t)kvh * Dv * kv->elt, w, acc, Dv);
+        const char *vr = (const char *)sl_kv_v(kv, j->il, ci) + (size_t)kvh * Dv * kv->elt;
+        for (int g = 0; g < G; g++) {
+            const float w = expf(sc[(size_t)g * n + ci] - mx[g]);
+            sum[g] += w;
+            kv_axpy(kv, kt, vr, w, acc + (size_t)g * Dv, Dv);
+        }
     }
-    float *o = c->att_out + (size_t)t * H * Dv + (size_t)h * Dv;
-    float inv = sum > 0 ? (float)(1.0 / sum) : 0.0f;
-    for (int d = 0; d < Dv; d++) o[d] = acc[d] * inv;
+    for (int g = 0; g < G; g++) {
+        float *o = c->att_out + (size_t)t * H * Dv + (size_t)(kvh * G + g) * Dv;
+        const float inv = sum[g] > 0 ? (float)(1.0 / sum[g]) : 0.0f;
+        for (int d = 0; d < Dv; d++) o[d] = acc[(size_t)g * Dv + d] * inv;
+    }
 }
 
 /* ------------------------------------------------------------------------ */
@@ -374,6 +407,9 @@ int sl_decode(struct sl_ctx *c, const struct sl_batch *b, struct sl_err *err)
     if ((rc = reserve_outputs(c, n_out, err))) return rc;
     if ((rc = place_batch(c, b, err))) return rc;
 
+    /* attention looks at cells [0, n_kv) only */
+    const int32_t n_kv = kv_cells_in_use(&c->kv);
+
     /* embed: x = tok_embd[token] * embd_scale */
     for (int t = 0; t < T; t++) {
         float *xt = c->x + (size_t)t * E;
@@ -416,8 +452,8 @@ int sl_decode(struct sl_ctx *c, const struct sl_batch *b, struct sl_err *err)
 
         /* write k, v into the cache, then attend */
         store_kv(c, il, T);
-        struct attn_job aj = {c, b, L, il};
-        sl_pool_run(pool, attn_item, &aj, T * H);
+        struct attn_job aj = {c, b, L, il, n_kv};
+        sl_pool_run(pool, attn_item, &aj, T * K);
 
         /* output projection (+ post-attention norm, gemma) and residual */
         sl_op_matmul(pool, &L->wo, c->att_out, c->xb2, T, c->qbuf);
@@ -457,7 +493,7 @@ int sl_decode(struct sl_ctx *c, const struct sl_batch *b, struct sl_err *err)
             o++;
         }
     if (c->params.embeddings) memcpy(c->embd, c->xb, (size_t)n_out * E * sizeof(float));
-    if (!c->params.no_logits) sl_op_matmul(pool, &m->output, c->xb, c->logits, n_out, c->qbuf);
+    if (!c->params.no_logits && n_out > 0) sl_op_matmul(pool, &m->output, c->xb, c->logits, n_out, c->qbuf);
 
     /* final logit soft-capping (gemma2) */
     if (hp->final_softcap > 0 && !c->params.no_logits) {

@@ -62,8 +62,8 @@ struct sl_ctx {
     float *att_out; /* (T, H*Dv) */
     float *hb;      /* (T, 2F) */
     float *hb2;     /* (T, F) */
-    float *scores;  /* (threads, C) attention scores */
-    float *acc;     /* (threads, Dv) attention accumulators */
+    float *scores;  /* (threads, G, C) attention scores, G = n_head / n_head_kv */
+    float *acc;     /* (threads, G, Dv) attention accumulators */
     int32_t *cells; /* (T) the KV cell of each entry */
     void *qbuf;     /* activations converted to a weight's dot type */
 

@@ -43,6 +43,31 @@ REF_DOT(Q4_K)
 REF_DOT(Q5_K)
 REF_DOT(Q6_K)
 
+size_t sl_q8x4_size(int64_t n)
+{
+    return (size_t)((n / 32 + 3) / 4) * sizeof(struct sl_q8x4);
+}
+
+void sl_q8x4_from_q8_0(const struct sl_block_q8_0 *x, int64_t nb, int k, struct sl_q8x4 *out)
+{
+    for (int64_t g = 0; g * 4 < nb; g++) {
+        struct sl_q8x4 *o = &out[g];
+        memset(o, 0, sizeof *o);
+        for (int b = 0; b < 4 && g * 4 + b < nb; b++) {
+            const struct sl_block_q8_0 *blk = &x[g * 4 + b];
+            memcpy(o->lo[b], blk->qs, 16);
+            memcpy(o->hi[b], blk->qs + 16, 16);
+            const float d = sl_fp16_to_fp32(blk->d);
+            for (int i = 0; i < 4; i++) {
+                int sum = 0; /* the 8 activations int32 lane i of block b multiplies */
+                for (int j = 4 * i; j < 4 * i + 4; j++) sum += blk->qs[j] + blk->qs[16 + j];
+                o->d[b][i] = d;
+                o->off[b][i] = -k * sum;
+            }
+        }
+    }
+}
+
 static void quantize_ref(int type, const float *x, void *out, int64_t n)
 {
     sl_quantize_row_ref(type, x, out, n);

@@ -18,8 +18,10 @@
 void sl_op_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 
 /* y (T, R) = x (T, N) . W^T for W (R, N) of any weight type. Activations are
- * first converted to W's dot type (into qbuf, which must hold T rows of
- * sl_matmul_qbuf_size bytes). Parallel over rows of W. */
+ * first converted to W's dot type, or packed for the kernel table's matrix
+ * tiles (kernels.h struct sl_mm), into qbuf, which must hold T rows of
+ * sl_matmul_qbuf_size bytes. Parallel over blocks of (rows of W) x (rows
+ * of x); T = 0 does nothing. */
 void sl_op_matmul(struct sl_pool *pool, const struct sl_tensor *w, const float *x, float *y, int T,
                   void *qbuf);
 size_t sl_matmul_qbuf_size(const struct sl_tensor *w);

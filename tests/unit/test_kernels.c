@@ -12,6 +12,10 @@
  * - quantize_row bit for bit for Q8_0, Q8_1, Q8_K, F16 and BF16, on random
  *   rows and on rows built to hit rounding ties, zero blocks and repeated
  *   maxima (F16: NaN payloads may differ, NaN must stay NaN);
+ * - the matrix tiles (struct sl_mm) of every type and path that has them,
+ *   at every tile shape and at odd sizes (a partial last group of blocks),
+ *   against sl_vec_dot_ref per (weight row, activation row), with the same
+ *   budgets as vec_dot, on random and on extreme blocks;
  * - the attention helpers dot_f16_f32, axpy_f16 and fp32_to_fp16_row;
  * - the dispatcher: complete tables, and SLUICE_CPU forcing or refusing a
  *   path (run in a child process, since the choice is made once).
@@ -360,6 +364,97 @@ static void vec_dot_survives_extreme_blocks_without_saturating(void)
     free(a);
 }
 
+/* Matrix tiles: R weight rows x T activation rows, cut into tiles of every
+ * shape up to tile_r x tile_c as sl_op_matmul does, each result against
+ * sl_vec_dot_ref on the reference-quantized activations. fill >= 0: every
+ * weight byte `fill` against activations all `c` (the extreme blocks). */
+static double check_tiles(const struct sl_kernels *k, const struct dot_case *dc, int64_t n, int R, int T,
+                          int fill, float c)
+{
+    const struct sl_mm *mm = &k->mm[dc->type];
+    const int dt = sl_type_traits((uint32_t)dc->type)->dot_type;
+    const size_t wrow = sl_row_size(dc->type, n), arow = sl_row_size(dt, n), prow = mm->act_size(n);
+    uint8_t *w = malloc(wrow * (size_t)R), *a = malloc(arow * (size_t)T), *pa = malloc(prow * (size_t)T);
+    float *x = malloc((size_t)n * sizeof *x), *y = malloc((size_t)R * T * sizeof *y);
+    double worst = 0;
+    for (int r = 0; r < R; r++) make_weights(dc->type, n, w + (size_t)r * wrow, fill);
+    for (int t = 0; t < T; t++) {
+        for (int64_t i = 0; i < n; i++) x[i] = fill >= 0 ? c : rng_gauss();
+        sl_quantize_row_ref(dt, x, a + (size_t)t * arow, n);
+        mm->pack(x, pa + (size_t)t * prow, n);
+    }
+    for (int i = 0; i < R * T; i++) y[i] = NAN;
+    /* tile shapes vary along the matrix: 1..tile_r rows, 1..tile_c tokens */
+    for (int r = 0, nr = 1; r < R; r += nr, nr = nr % mm->tile_r + 1) {
+        nr = SL_MIN(nr, R - r);
+        for (int t = 0, nc = 1; t < T; t += nc, nc = nc % mm->tile_c + 1) {
+            nc = SL_MIN(nc, T - t);
+            mm->tile(n, w + (size_t)r * wrow, wrow, nr, pa + (size_t)t * prow, prow, nc, y + (size_t)t * R + r,
+                     (size_t)R);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) {
+            const uint8_t *wr = w + (size_t)r * wrow, *at = a + (size_t)t * arow;
+            const float ref = sl_vec_dot_ref(dc->type, n, wr, at), got = y[(size_t)t * R + r];
+            const double mag = dot_magnitude(dc->type, n, wr, at);
+            const double diff = fabs((double)got - ref), rel = mag > 0 ? diff / mag : diff;
+            t_checks++;
+            if (!(diff <= dc->tol * mag)) {
+                T_FAIL_AT("%s %s tile n=%lld row %d of %d, act %d of %d%s: got %.9g, ref %.9g, "
+                          "|diff| / sum|w a| = %.3g > %.3g",
+                          k->name, tname(dc->type), (long long)n, r, R, t, T, fill >= 0 ? " (extreme)" : "", got,
+                          ref, rel, dc->tol);
+                r = R; /* one report per call */
+                break;
+            }
+            if (rel > worst) worst = rel;
+        }
+    free(w);
+    free(a);
+    free(pa);
+    free(x);
+    free(y);
+    return worst;
+}
+
+static void mm_tiles_match_ref_on_every_path_and_type(void)
+{
+    static const int64_t blocks32[] = {1, 3, 4, 7, 13, 28, 128};
+    static const int64_t blocks256[] = {1, 2, 3, 5, 16};
+    static const int64_t floats[] = {1, 7, 16, 33, 100, 896, 4099};
+    static const int fills[] = {0x00, 0xFF, 0x80, 0x7F, 0x0F, 0xF0};
+    int n_types = 0;
+    for (int p = 0; p < N_PATHS; p++) {
+        const struct sl_kernels *k = path_or_skip(p);
+        if (!k) continue;
+        for (int c = 0; c < N_DOT; c++) {
+            const struct dot_case *dc = &dot_cases[c];
+            const struct sl_type_traits *tr = sl_type_traits((uint32_t)dc->type);
+            const struct sl_mm *mm = &k->mm[dc->type];
+            if (!mm->tile) continue;
+            n_types++;
+            T_TRUE(mm->pack != NULL && mm->act_size != NULL && mm->tile_r >= 1 && mm->tile_c >= 1);
+            const int64_t *sizes = !tr->is_quant ? floats : tr->blck == 32 ? blocks32 : blocks256;
+            const int n_sizes = !tr->is_quant ? 7 : tr->blck == 32 ? 7 : 5;
+            double worst = 0;
+            rng_seed((uint64_t)(2000 * dc->type + 7));
+            for (int s = 0; s < n_sizes; s++) {
+                const double e = check_tiles(k, dc, sizes[s] * tr->blck, 11, 9, -1, 0);
+                if (e > worst) worst = e;
+            }
+            for (size_t f = 0; f < sizeof fills / sizeof fills[0]; f++) {
+                check_tiles(k, dc, 7 * tr->blck, 5, 3, fills[f], 1.0f);
+                check_tiles(k, dc, 7 * tr->blck, 5, 3, fills[f], -1.0f);
+            }
+            if (verbose)
+                fprintf(stderr, "     %-6s %-5s tiles %dx%d worst |diff| / sum|w a| = %.3g (budget %.3g)\n",
+                        k->name, tr->name, mm->tile_r, mm->tile_c, worst, dc->tol);
+        }
+    }
+    if (verbose) fprintf(stderr, "     %d (path, type) pairs with tiles\n", n_types);
+}
+
 /* Real scale and quant distributions: every 2-D tensor of the llama.cpp
  * files (first 64 rows) against Gaussian activations. */
 static void vec_dot_matches_ref_on_llama_cpp_weights(void)
@@ -587,6 +682,7 @@ int main(int argc, char **argv)
     T_RUN(vec_dot_matches_ref_on_every_path_and_type);
     T_RUN(vec_dot_survives_extreme_blocks_without_saturating);
     T_RUN(vec_dot_matches_ref_on_llama_cpp_weights);
+    T_RUN(mm_tiles_match_ref_on_every_path_and_type);
     T_RUN(quantize_row_is_bit_exact_for_the_dot_types);
     T_RUN(attention_helpers_match_ref_on_every_path);
     return t_done();

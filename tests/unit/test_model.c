@@ -250,6 +250,20 @@ static void kv_prefix_sharing_equals_recomputation(void)
     close_tiny(&t);
 }
 
+/* A batch that asks for no logits (a prompt chunk) still fills the cache. */
+static void decode_without_outputs_fills_the_cache(void)
+{
+    struct sl_err err = {0};
+    struct tiny t;
+    if (!open_tiny(&t, 16, 8, 2, 8)) return;
+    for (int i = 0; i < 4; i++) sl_batch_add(&t.b, 10 + i, i, 0, false);
+    T_OK(sl_decode(t.ctx, &t.b, &err), &err);
+    T_EQ_INT(t.ctx->n_outputs, 0);
+    T_EQ_INT(sl_kv_seq_pos_max(&t.ctx->kv, 0), 3);
+    T_TRUE(sl_ctx_logits(t.ctx, 0) == NULL);
+    close_tiny(&t);
+}
+
 static void decode_rejects_bad_batches(void)
 {
     struct sl_err err = {0};
@@ -289,6 +303,7 @@ int main(void)
     T_RUN(model_rejects_files_that_are_not_models);
     T_RUN(batch_of_sequences_matches_each_alone);
     T_RUN(kv_prefix_sharing_equals_recomputation);
+    T_RUN(decode_without_outputs_fills_the_cache);
     T_RUN(decode_rejects_bad_batches);
     remove(tiny_path());
     return t_done();

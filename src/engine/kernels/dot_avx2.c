@@ -667,6 +667,431 @@ static void quantize_row(int type, const float *x, void *out, int64_t n)
 }
 
 /* ------------------------------------------------------------------------ */
+/* matrix tiles: Q4_0 and Q8_0 weights against q8x4 activations             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The same q8x4 layout as the AVX-512 file (kernels.h), read half a group
+ * (two blocks, one per 128-bit lane) per 256-bit register. Per weight row
+ * and half group: the two blocks' 16 quant bytes in one register (Q4_0:
+ * then low and high nibbles; Q8_0: the low and high 16 values, |w| plus
+ * the sign moved onto the activation), the four fp16 scales converted once
+ * per group; per activation row vpmaddubsw, vpmaddwd with ones, the offset
+ * term (Q4_0: -8 sum(a), packed), a convert, a multiply and an FMA. Q4_0
+ * adds its two vpmaddubsw results in int16 (at most 2 * 2 * 15 * 127 =
+ * 7620); Q8_0 cannot (2 * 128 * 127 each), so it widens both.
+ * At most 4 x 2 tiles: 16 ymm registers hold 8 accumulators and one row.
+ */
+#define TILE_R 4
+#define TILE_C 2
+
+/* The fp16 scales of the first nblk blocks at p (block size bs), as floats
+ * in lanes 0..3 (zero past nblk). */
+static inline __attribute__((always_inline)) __m256 group_scales(const uint8_t *p, int bs, int nblk)
+{
+    uint16_t d;
+    __m128i h = _mm_setzero_si128();
+    memcpy(&d, p, 2);
+    h = _mm_insert_epi16(h, d, 0);
+    if (nblk > 1) memcpy(&d, p + bs, 2), h = _mm_insert_epi16(h, d, 1);
+    if (nblk > 2) memcpy(&d, p + 2 * bs, 2), h = _mm_insert_epi16(h, d, 2);
+    if (nblk > 3) memcpy(&d, p + 3 * bs, 2), h = _mm_insert_epi16(h, d, 3);
+    return _mm256_castps128_ps256(_mm_cvtph_ps(h));
+}
+
+/* Lanes 0..3 = scale of block 2h, lanes 4..7 = scale of block 2h + 1. */
+static inline __m256 half_scales(__m256 d4, int h)
+{
+    return _mm256_permutevar8x32_ps(d4, h ? _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3)
+                                          : _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+}
+
+/* 16 bytes at p + off of blocks b (low lane) and b + 1 (high lane, zero if
+ * b + 1 >= nblk). */
+static inline __attribute__((always_inline)) __m256i load_pair(const uint8_t *p, int bs, int b, int off, int nblk)
+{
+    const __m128i lo = _mm_loadu_si128((const __m128i *)(p + b * bs + off));
+    const __m128i hi = b + 1 < nblk ? _mm_loadu_si128((const __m128i *)(p + (b + 1) * bs + off)) : _mm_setzero_si128();
+    return _mm256_set_m128i(hi, lo);
+}
+
+static inline __attribute__((always_inline)) void group_q4_0(const uint8_t *p, int nblk,
+                                                             const struct sl_q8x4 *const ya[TILE_C], int g,
+                                                             const int NC, __m256 acc[TILE_C])
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
+    const __m256 d4 = group_scales(p, 18, nblk);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        if (2 * h >= nblk) break;
+        const __m256i q = load_pair(p, 18, 2 * h, 2, nblk);
+        const __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+        const __m256 dx = half_scales(d4, h);
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++) {
+            const struct sl_q8x4 *y = ya[c] + g;
+            const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y->lo[2 * h])),
+                                                 _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)y->hi[2 * h])));
+            const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(p16, ones),
+                                               _mm256_loadu_si256((const __m256i *)y->off[2 * h]));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dx, _mm256_loadu_ps(y->d[2 * h])), acc[c]);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void group_q8_0(const uint8_t *p, int nblk,
+                                                             const struct sl_q8x4 *const ya[TILE_C], int g,
+                                                             const int NC, __m256 acc[TILE_C])
+{
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256 d4 = group_scales(p, 34, nblk);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        if (2 * h >= nblk) break;
+        const __m256i w0 = load_pair(p, 34, 2 * h, 2, nblk), w1 = load_pair(p, 34, 2 * h, 18, nblk);
+        const __m256i a0 = _mm256_sign_epi8(w0, w0), a1 = _mm256_sign_epi8(w1, w1);
+        const __m256 dx = half_scales(d4, h);
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++) {
+            const struct sl_q8x4 *y = ya[c] + g;
+            const __m256i s0 = _mm256_maddubs_epi16(a0, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y->lo[2 * h]), w0));
+            const __m256i s1 = _mm256_maddubs_epi16(a1, _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y->hi[2 * h]), w1));
+            const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(s0, ones), _mm256_madd_epi16(s1, ones));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dx, _mm256_loadu_ps(y->d[2 * h])), acc[c]);
+        }
+    }
+}
+
+/* The entry point: nr (1..4) x nc (1..2) to its instantiation. */
+#define TILE_SWITCH(name)                                                                         \
+    static void name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, \
+                     float *y, size_t ldy)                                                       \
+    {                                                                                            \
+        switch ((nr - 1) * TILE_C + (nc - 1)) {                                                  \
+        case 0: name##_nrc(n, w, ws, 1, a, as, 1, y, ldy); break;                                \
+        case 1: name##_nrc(n, w, ws, 1, a, as, 2, y, ldy); break;                                \
+        case 2: name##_nrc(n, w, ws, 2, a, as, 1, y, ldy); break;                                \
+        case 3: name##_nrc(n, w, ws, 2, a, as, 2, y, ldy); break;                                \
+        case 4: name##_nrc(n, w, ws, 3, a, as, 1, y, ldy); break;                                \
+        case 5: name##_nrc(n, w, ws, 3, a, as, 2, y, ldy); break;                                \
+        case 6: name##_nrc(n, w, ws, 4, a, as, 1, y, ldy); break;                                \
+        case 7: name##_nrc(n, w, ws, 4, a, as, 2, y, ldy); break;                                \
+        }                                                                                        \
+    }
+
+/* One tile of NR x NC; BS is the weight block size in bytes. */
+#define TILE_32(name, GROUP, BS)                                                                  \
+    static inline __attribute__((always_inline)) void name##_nrc(                               \
+        int64_t n, const uint8_t *w, size_t ws, const int NR, const uint8_t *a, size_t as,       \
+        const int NC, float *y, size_t ldy)                                                      \
+    {                                                                                            \
+        const int64_t nb = n / 32, ng = nb / 4;                                                  \
+        const int tail = (int)(nb % 4);                                                          \
+        const struct sl_q8x4 *ya[TILE_C];                                                        \
+        __m256 acc[TILE_R][TILE_C];                                                              \
+        for (int c = 0; c < TILE_C; c++) ya[c] = (const struct sl_q8x4 *)(a + (size_t)(c < NC ? c : 0) * as); \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                     \
+            _Pragma("GCC unroll 2") for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps(); \
+        for (int64_t g = 0; g < ng; g++) {                                                       \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                 \
+                GROUP(w + (size_t)r * ws + (size_t)g * 4 * BS, 4, ya, (int)g, NC, acc[r]);       \
+        }                                                                                        \
+        if (tail) {                                                                              \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                 \
+                GROUP(w + (size_t)r * ws + (size_t)ng * 4 * BS, tail, ya, (int)ng, NC, acc[r]);  \
+        }                                                                                        \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                     \
+            _Pragma("GCC unroll 2") for (int c = 0; c < NC; c++)                                 \
+                y[(size_t)c * ldy + (size_t)r] = hsum_ps(acc[r][c]);                             \
+    }                                                                                            \
+    TILE_SWITCH(name)
+
+TILE_32(tile_q4_0, group_q4_0, 18)
+TILE_32(tile_q8_0, group_q8_0, 34)
+
+/* Quantize to Q8_0 (bit-exact, quant_q8_0) 64 blocks at a time, then
+ * rearrange into q8x4 groups with offset k. */
+static inline void pack_q8x4(const float *x, void *out, int64_t n, int k)
+{
+    struct sl_block_q8_0 tmp[64];
+    const int64_t nb = n / 32;
+    for (int64_t i = 0; i < nb; i += 64) {
+        const int64_t m = nb - i < 64 ? nb - i : 64;
+        quant_q8_0(x + 32 * i, tmp, m);
+        sl_q8x4_from_q8_0(tmp, m, k, (struct sl_q8x4 *)out + i / 4);
+    }
+}
+
+static void pack_q4_0(const float *x, void *out, int64_t n)
+{
+    pack_q8x4(x, out, n, 8);
+}
+
+static void pack_q8_0(const float *x, void *out, int64_t n)
+{
+    pack_q8x4(x, out, n, 0); /* the sign trick needs no offset */
+}
+
+/* Q5_0: as Q4_0, plus the fifth bits: for the pair (2h, 2h + 1), bit i of
+ * the first u32 below is value i of the low halves (lane 0 = block 2h,
+ * lane 1 = block 2h + 1), of the second the high halves; off = -16 sum(a).
+ * The two vpmaddubsw sums still fit int16 (2 * 2 * 31 * 127 = 15748). */
+static inline __m256i bits_u32(uint32_t u)
+{
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                           0x0101010101010101, 0x0000000000000000);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    const __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u), shuf);
+    return _mm256_cmpeq_epi8(_mm256_and_si256(b, bit), bit);
+}
+
+static inline __attribute__((always_inline)) void group_q5_0(const uint8_t *p, int nblk,
+                                                             const struct sl_q8x4 *const ya[TILE_C], int g,
+                                                             const int NC, __m256 acc[TILE_C])
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), m16 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    const __m256 d4 = group_scales(p, 22, nblk);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        if (2 * h >= nblk) break;
+        uint32_t h0, h1 = 0;
+        memcpy(&h0, p + 22 * (2 * h) + 2, 4);
+        if (2 * h + 1 < nblk) memcpy(&h1, p + 22 * (2 * h + 1) + 2, 4);
+        const __m256i q = load_pair(p, 22, 2 * h, 6, nblk);
+        const __m256i lo = _mm256_or_si256(_mm256_and_si256(q, m4),
+                                           _mm256_and_si256(bits_u32((h0 & 0xFFFF) | (h1 << 16)), m16));
+        const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                                           _mm256_and_si256(bits_u32((h0 >> 16) | (h1 & 0xFFFF0000u)), m16));
+        const __m256 dx = half_scales(d4, h);
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++) {
+            const struct sl_q8x4 *y = ya[c] + g;
+            const __m256i p16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)y->lo[2 * h])),
+                                                 _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)y->hi[2 * h])));
+            const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(p16, ones),
+                                               _mm256_loadu_si256((const __m256i *)y->off[2 * h]));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dx, _mm256_loadu_ps(y->d[2 * h])), acc[c]);
+        }
+    }
+}
+
+TILE_32(tile_q5_0, group_q5_0, 22)
+
+static void pack_q5_0(const float *x, void *out, int64_t n)
+{
+    pack_q8x4(x, out, n, 16);
+}
+
+/* ------------------------------------------------------------------------ */
+/* matrix tiles: Q4_K and Q6_K weights against Q8_K activations             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * As the per-row dots above, but each 64 (Q4_K) or 32 (Q6_K) weight
+ * values are unpacked and their scales shuffled once per tile row and used
+ * for every activation row; per activation row an int32 sum per super-block,
+ * then one FMA (plus the Q4_K min term).
+ */
+static inline __attribute__((always_inline)) void sb_q4_K(const struct sl_block_q4_K *x,
+                                                          const struct sl_block_q8_K *const ya[TILE_C],
+                                                          int64_t i, const int NC, __m256 acc[TILE_C])
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_mins(x->scales));
+    const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
+    const __m128i mins = _mm256_extracti128_si256(sm, 1);
+    const float d = h2f(x->d), dmin = h2f(x->dmin);
+    __m256i sumi[TILE_C];
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * g));
+        const __m256i ql = _mm256_and_si256(bits, m4), qh = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+        const __m256i sl = _mm256_shuffle_epi8(sc, scale_bcast(2 * g)), sh = _mm256_shuffle_epi8(sc, scale_bcast(2 * g + 1));
+#pragma GCC unroll 2
+        for (int c = 0; c < NC; c++) {
+            const int8_t *q8 = ya[c][i].qs + 64 * g;
+            const __m256i pl = _mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)q8));
+            const __m256i ph = _mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+            sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(_mm256_madd_epi16(sl, pl), _mm256_madd_epi16(sh, ph)));
+        }
+    }
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++) {
+        const struct sl_block_q8_K *y = ya[c] + i;
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)y->bsums);
+        const __m128i bs2 = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256(bs, 1));
+        const __m256 summs = _mm256_castps128_ps256(_mm_cvtepi32_ps(_mm_madd_epi16(mins, bs2)));
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * y->d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+        /* the upper lanes of summs are zero (cast of a 128-bit value is
+         * undefined above; blend them away) */
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(-dmin * y->d), _mm256_blend_ps(_mm256_setzero_ps(), summs, 0x0F), acc[c]);
+    }
+}
+
+static inline __attribute__((always_inline)) void sb_q6_K(const struct sl_block_q6_K *x,
+                                                          const struct sl_block_q8_K *const ya[TILE_C],
+                                                          int64_t i, const int NC, __m256 acc[TILE_C])
+{
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(0x30);
+    const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    const float d = h2f(x->d);
+    __m256i sumi[TILE_C];
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++) {
+        const __m256i offs = _mm256_madd_epi16(sc, _mm256_loadu_si256((const __m256i *)ya[c][i].bsums));
+        sumi[c] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(offs, 5));
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m256i sch = _mm256_permute2x128_si256(sc, sc, h ? 0x11 : 0x00);
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
+        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            const __m256i l = r & 1 ? l1 : l0;
+            const __m256i lo4 = r < 2 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+            const __m256i hi2 = r == 0 ? _mm256_slli_epi16(hb, 4)
+                              : r == 1 ? _mm256_slli_epi16(hb, 2)
+                              : r == 2 ? hb
+                                       : _mm256_srli_epi16(hb, 2);
+            const __m256i q = _mm256_or_si256(lo4, _mm256_and_si256(hi2, m2));
+            const __m256i s = _mm256_shuffle_epi8(sch, scale_pair(r));
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) {
+                const int8_t *q8 = ya[c][i].qs + 128 * h + 32 * r;
+                const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
+                sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(s, p));
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int c = 0; c < NC; c++)
+        acc[c] = _mm256_fmadd_ps(_mm256_set1_ps(d * ya[c][i].d), _mm256_cvtepi32_ps(sumi[c]), acc[c]);
+}
+
+#define TILE_K(name, SB, WT)                                                                      \
+    static inline __attribute__((always_inline)) void name##_nrc(                               \
+        int64_t n, const uint8_t *w, size_t ws, const int NR, const uint8_t *a, size_t as,       \
+        const int NC, float *y, size_t ldy)                                                      \
+    {                                                                                            \
+        const int64_t nb = n / SL_QK_K;                                                          \
+        const struct sl_block_q8_K *ya[TILE_C];                                                  \
+        __m256 acc[TILE_R][TILE_C];                                                              \
+        for (int c = 0; c < TILE_C; c++) ya[c] = (const struct sl_block_q8_K *)(a + (size_t)(c < NC ? c : 0) * as); \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                     \
+            _Pragma("GCC unroll 2") for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps(); \
+        for (int64_t i = 0; i < nb; i++) {                                                       \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                 \
+                SB((const WT *)(w + (size_t)r * ws) + i, ya, i, NC, acc[r]);                     \
+        }                                                                                        \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                     \
+            _Pragma("GCC unroll 2") for (int c = 0; c < NC; c++)                                 \
+                y[(size_t)c * ldy + (size_t)r] = hsum_ps(acc[r][c]);                             \
+    }                                                                                            \
+    TILE_SWITCH(name)
+
+TILE_K(tile_q4_K, sb_q4_K, struct sl_block_q4_K)
+TILE_K(tile_q6_K, sb_q6_K, struct sl_block_q6_K)
+
+static size_t q8_K_size(int64_t n)
+{
+    return sl_row_size(SL_TYPE_Q8_K, n);
+}
+
+static void pack_q8_K(const float *x, void *out, int64_t n)
+{
+    quant_q8_K(x, out, n / SL_QK_K);
+}
+
+/* ------------------------------------------------------------------------ */
+/* matrix tiles: F16 and BF16 weights                                        */
+/* ------------------------------------------------------------------------ */
+
+/* As the AVX-512 file: activations packed as floats rounded through the
+ * dot type; the weights converted once per tile row and 8 values; U = 4
+ * partial sums for tiles of fewer than four pairs. The last n % 8 values
+ * in scalar code. */
+#define TILE_F(name, LOAD, CVT)                                                                   \
+    static inline __attribute__((always_inline)) void name##_nrc(                               \
+        int64_t n, const uint8_t *w, size_t ws, const int NR, const uint8_t *a, size_t as,       \
+        const int NC, float *y, size_t ldy)                                                      \
+    {                                                                                            \
+        enum { U_MAX = 4 };                                                                      \
+        const int U = NR * NC >= 4 ? 1 : U_MAX;                                                  \
+        __m256 acc[TILE_R][TILE_C][U_MAX];                                                       \
+        int64_t i = 0;                                                                           \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                     \
+            _Pragma("GCC unroll 2") for (int c = 0; c < NC; c++)                                 \
+                _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) acc[r][c][u] = _mm256_setzero_ps(); \
+        for (; i + 8 * U <= n; i += 8 * U) {                                                     \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                 \
+                _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                            \
+                    const __m256 wv = LOAD((const uint16_t *)(w + (size_t)r * ws) + i + 8 * u);  \
+                    _Pragma("GCC unroll 2") for (int c = 0; c < NC; c++)                         \
+                        acc[r][c][u] = _mm256_fmadd_ps(                                          \
+                            wv, _mm256_loadu_ps((const float *)(a + (size_t)c * as) + i + 8 * u), acc[r][c][u]); \
+                }                                                                                \
+        }                                                                                        \
+        for (; i + 8 <= n; i += 8) {                                                             \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) {                               \
+                const __m256 wv = LOAD((const uint16_t *)(w + (size_t)r * ws) + i);              \
+                _Pragma("GCC unroll 2") for (int c = 0; c < NC; c++)                             \
+                    acc[r][c][0] = _mm256_fmadd_ps(wv, _mm256_loadu_ps((const float *)(a + (size_t)c * as) + i), acc[r][c][0]); \
+            }                                                                                    \
+        }                                                                                        \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                     \
+            _Pragma("GCC unroll 2") for (int c = 0; c < NC; c++) {                               \
+                __m256 s = acc[r][c][0];                                                         \
+                _Pragma("GCC unroll 4") for (int u = 1; u < U; u++) s = _mm256_add_ps(s, acc[r][c][u]); \
+                float t = hsum_ps(s);                                                            \
+                const uint16_t *wr = (const uint16_t *)(w + (size_t)r * ws);                     \
+                const float *ac = (const float *)(a + (size_t)c * as);                           \
+                for (int64_t k = i; k < n; k++) t += CVT(wr[k]) * ac[k];                         \
+                y[(size_t)c * ldy + (size_t)r] = t;                                              \
+            }                                                                                    \
+    }                                                                                            \
+    TILE_SWITCH(name)
+
+static inline float bf2f(uint16_t h)
+{
+    return sl_bf16_to_fp32(h);
+}
+
+TILE_F(tile_f16, load_f16, h2f)
+TILE_F(tile_bf16, load_bf16, bf2f)
+
+static size_t f32_size(int64_t n)
+{
+    return (size_t)n * sizeof(float);
+}
+
+/* x rounded to F16 (BF16) and back, 256 values at a time. */
+static void pack_f16(const float *x, void *out, int64_t n)
+{
+    uint16_t h[256];
+    float *o = out;
+    for (int64_t i = 0; i < n; i += 256) {
+        const int64_t m = n - i < 256 ? n - i : 256;
+        quant_f16(x + i, h, m);
+        for (int64_t j = 0; j < m; j++) o[i + j] = h2f(h[j]);
+    }
+}
+
+static void pack_bf16(const float *x, void *out, int64_t n)
+{
+    uint16_t h[256];
+    float *o = out;
+    for (int64_t i = 0; i < n; i += 256) {
+        const int64_t m = n - i < 256 ? n - i : 256;
+        quant_bf16(x + i, h, m);
+        for (int64_t j = 0; j < m; j++) o[i + j] = sl_bf16_to_fp32(h[j]);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* the table                                                                 */
 /* ------------------------------------------------------------------------ */
 
@@ -679,6 +1104,16 @@ const struct sl_kernels sl_kernels_avx2 = {
             [SL_TYPE_Q5_1] = dot_q5_1, [SL_TYPE_Q8_0] = dot_q8_0, [SL_TYPE_Q2_K] = dot_q2_K,
             [SL_TYPE_Q3_K] = dot_q3_K, [SL_TYPE_Q4_K] = dot_q4_K, [SL_TYPE_Q5_K] = dot_q5_K,
             [SL_TYPE_Q6_K] = dot_q6_K,
+        },
+    .mm =
+        {
+            [SL_TYPE_Q4_0] = {sl_q8x4_size, pack_q4_0, tile_q4_0, TILE_R, TILE_C, 1},
+            [SL_TYPE_Q8_0] = {sl_q8x4_size, pack_q8_0, tile_q8_0, TILE_R, TILE_C, 1},
+            [SL_TYPE_Q5_0] = {sl_q8x4_size, pack_q5_0, tile_q5_0, TILE_R, TILE_C, 1},
+            [SL_TYPE_Q4_K] = {q8_K_size, pack_q8_K, tile_q4_K, TILE_R, TILE_C, 2},
+            [SL_TYPE_Q6_K] = {q8_K_size, pack_q8_K, tile_q6_K, TILE_R, TILE_C, 2},
+            [SL_TYPE_F16] = {f32_size, pack_f16, tile_f16, TILE_R, TILE_C, 2},
+            [SL_TYPE_BF16] = {f32_size, pack_bf16, tile_bf16, TILE_R, TILE_C, 2},
         },
     .quantize_row = quantize_row,
     .dot_f16_f32 = dot_f16_f32,

@@ -604,6 +604,397 @@ static void quantize_row(int type, const float *x, void *out, int64_t n)
 }
 
 /* ------------------------------------------------------------------------ */
+/* matrix tiles: Q4_0 and Q8_0 weights against q8x4 activations             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A group is four weight blocks against one q8x4 group (kernels.h): block b
+ * goes to 128-bit lane b, so one vpdpbusd covers 16 values of each of the
+ * four blocks and the int32 lanes never mix blocks. Per group and weight
+ * row: two to four loads, word permutes that pick the quants and the four
+ * fp16 scales out of them (vcvtph2ps turns the scales into a float vector,
+ * one block per lane group), then per activation row two vpdpbusd starting
+ * from the packed offset term, a convert, and one multiply and one FMA with
+ * d_w * d_a. About 3.5 instructions per 32-value block at one activation
+ * row, against ~25 for the per-row dot above.
+ *
+ * Q4_0: the nibbles are u8 0..15; off = -8 * sum(a) takes the 8 off.
+ * Q8_0: w ^ 0x80 = w + 128 is u8; off = -128 * sum(a) takes the 128 off.
+ *
+ * The last, partial group of a row loads with byte masks, so nothing is read
+ * past the row's last block; the zero bytes meet zero activations.
+ */
+#define TILE_R 4
+#define TILE_C 4
+
+static const int16_t idx_q4_0_qs[32] = {1,  2,  3,  4,  5,  6,  7,  8,  10, 11, 12, 13, 14, 15, 16, 17,
+                                        19, 20, 21, 22, 23, 24, 25, 26, 28, 29, 30, 31, 32, 33, 34, 35};
+static const int16_t idx_q4_0_d[32] = {0, 0, 0, 0, 9, 9, 9, 9, 18, 18, 18, 18, 27, 27, 27, 27};
+static const int16_t idx_q8_0_qs[32] = {1,  2,  3,  4,  5,  6,  7,  8,  18, 19, 20, 21, 22, 23, 24, 25,
+                                        35, 36, 37, 38, 39, 40, 41, 42, 52, 53, 54, 55, 56, 57, 58, 59};
+static const int16_t idx_q8_0_d[32] = {0, 0, 0, 0, 17, 17, 17, 17, 34, 34, 34, 34, 51, 51, 51, 51};
+
+/* Bytes [off, off + 64) of a group of len bytes at p, zero past len. */
+static inline __attribute__((always_inline)) __m512i load_part(const uint8_t *p, int off, int len)
+{
+    const int k = len - off;
+    if (k >= 64) return _mm512_loadu_si512(p + off);
+    if (k <= 0) return _mm512_setzero_si512();
+    return _mm512_maskz_loadu_epi8(((__mmask64)1 << k) - 1, p + off);
+}
+
+/* acc[r][c] += the group's contribution of weight row r, activation row c. */
+static inline __attribute__((always_inline)) void acc_rows(__m512i lo, __m512i hi, __m512 dx,
+                                                           const struct sl_q8x4 *const ya[TILE_C],
+                                                           int g, const int NC, __m512 acc[TILE_C])
+{
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        const struct sl_q8x4 *y = ya[c] + g;
+        __m512i s = _mm512_loadu_si512(y->off);
+        s = _mm512_dpbusd_epi32(s, lo, _mm512_loadu_si512(y->lo));
+        s = _mm512_dpbusd_epi32(s, hi, _mm512_loadu_si512(y->hi));
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dx, _mm512_loadu_ps(y->d)), acc[c]);
+    }
+}
+
+static inline __attribute__((always_inline)) void group_q4_0(const uint8_t *p, int len,
+                                                             const struct sl_q8x4 *const ya[TILE_C], int g,
+                                                             const int NC, __m512 acc[TILE_C])
+{
+    const __m512i m4 = _mm512_set1_epi8(0xF);
+    const __m512i l0 = load_part(p, 0, len), l1 = load_part(p, 64, len);
+    const __m512i q = _mm512_permutex2var_epi16(l0, _mm512_loadu_si512(idx_q4_0_qs), l1);
+    const __m512 dx = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(_mm512_loadu_si512(idx_q4_0_d), l0)));
+    acc_rows(_mm512_and_si512(q, m4), _mm512_and_si512(_mm512_srli_epi16(q, 4), m4), dx, ya, g, NC, acc);
+}
+
+static inline __attribute__((always_inline)) void group_q8_0(const uint8_t *p, int len,
+                                                             const struct sl_q8x4 *const ya[TILE_C], int g,
+                                                             const int NC, __m512 acc[TILE_C])
+{
+    const __m512i x80 = _mm512_set1_epi8((char)0x80), iq = _mm512_loadu_si512(idx_q8_0_qs);
+    const __m512i l0 = load_part(p, 0, len), l1 = load_part(p, 64, len);
+    const __m512i m0 = load_part(p, 16, len), m1 = load_part(p, 80, len);
+    const __m512i lo = _mm512_xor_si512(_mm512_permutex2var_epi16(l0, iq, l1), x80);
+    const __m512i hi = _mm512_xor_si512(_mm512_permutex2var_epi16(m0, iq, m1), x80);
+    const __m512 dx = _mm512_cvtph_ps(
+        _mm512_castsi512_si256(_mm512_permutex2var_epi16(l0, _mm512_loadu_si512(idx_q8_0_d), l1)));
+    acc_rows(lo, hi, dx, ya, g, NC, acc);
+}
+
+/* The entry point: nr x nc (1..4 each) to its instantiation. */
+#define TILE_SWITCH(name)                                                                         \
+    static void name(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nc, \
+                     float *y, size_t ldy)                                                       \
+    {                                                                                            \
+        switch ((nr - 1) * TILE_C + (nc - 1)) {                                                  \
+        case 0: name##_nrc(n, w, ws, 1, a, as, 1, y, ldy); break;                                \
+        case 1: name##_nrc(n, w, ws, 1, a, as, 2, y, ldy); break;                                \
+        case 2: name##_nrc(n, w, ws, 1, a, as, 3, y, ldy); break;                                \
+        case 3: name##_nrc(n, w, ws, 1, a, as, 4, y, ldy); break;                                \
+        case 4: name##_nrc(n, w, ws, 2, a, as, 1, y, ldy); break;                                \
+        case 5: name##_nrc(n, w, ws, 2, a, as, 2, y, ldy); break;                                \
+        case 6: name##_nrc(n, w, ws, 2, a, as, 3, y, ldy); break;                                \
+        case 7: name##_nrc(n, w, ws, 2, a, as, 4, y, ldy); break;                                \
+        case 8: name##_nrc(n, w, ws, 3, a, as, 1, y, ldy); break;                                \
+        case 9: name##_nrc(n, w, ws, 3, a, as, 2, y, ldy); break;                                \
+        case 10: name##_nrc(n, w, ws, 3, a, as, 3, y, ldy); break;                               \
+        case 11: name##_nrc(n, w, ws, 3, a, as, 4, y, ldy); break;                               \
+        case 12: name##_nrc(n, w, ws, 4, a, as, 1, y, ldy); break;                               \
+        case 13: name##_nrc(n, w, ws, 4, a, as, 2, y, ldy); break;                               \
+        case 14: name##_nrc(n, w, ws, 4, a, as, 3, y, ldy); break;                               \
+        case 15: name##_nrc(n, w, ws, 4, a, as, 4, y, ldy); break;                               \
+        }                                                                                        \
+    }
+
+/* Q5_0: the nibbles as Q4_0 (quants at words 11b + 3.., scales at words
+ * 11b), the fifth bits from qh (bit j of block b's u32 is value j) turned
+ * into a byte mask that adds 16 to the lanes; off = -16 * sum(a). */
+static const int16_t idx_q5_0_qs[32] = {3,  4,  5,  6,  7,  8,  9,  10, 14, 15, 16, 17, 18, 19, 20, 21,
+                                        25, 26, 27, 28, 29, 30, 31, 32, 36, 37, 38, 39, 40, 41, 42, 43};
+static const int16_t idx_q5_0_d[32] = {0, 0, 0, 0, 11, 11, 11, 11, 22, 22, 22, 22, 33, 33, 33, 33};
+
+static inline __attribute__((always_inline)) void group_q5_0(const uint8_t *p, int len,
+                                                             const struct sl_q8x4 *const ya[TILE_C], int g,
+                                                             const int NC, __m512 acc[TILE_C])
+{
+    const __m512i m4 = _mm512_set1_epi8(0xF), m16 = _mm512_set1_epi8(0x10);
+    const __m512i l0 = load_part(p, 0, len), l1 = load_part(p, 64, len);
+    const __m512i q = _mm512_permutex2var_epi16(l0, _mm512_loadu_si512(idx_q5_0_qs), l1);
+    const __m512 dx = _mm512_cvtph_ps(
+        _mm512_castsi512_si256(_mm512_permutex2var_epi16(l0, _mm512_loadu_si512(idx_q5_0_d), l1)));
+    uint64_t mlo = 0, mhi = 0;
+#pragma GCC unroll 4
+    for (int b = 0; b < 4; b++) {
+        if (22 * b >= len) break;
+        uint32_t h;
+        memcpy(&h, p + 22 * b + 2, 4);
+        mlo |= (uint64_t)(h & 0xFFFF) << (16 * b);
+        mhi |= (uint64_t)(h >> 16) << (16 * b);
+    }
+    __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+    lo = _mm512_mask_add_epi8(lo, (__mmask64)mlo, lo, m16);
+    hi = _mm512_mask_add_epi8(hi, (__mmask64)mhi, hi, m16);
+    acc_rows(lo, hi, dx, ya, g, NC, acc);
+}
+
+/* One tile of NR x NC; BS is the weight block size in bytes. */
+#define TILE_32(name, GROUP, BS)                                                                  \
+    static inline __attribute__((always_inline)) void name##_nrc(                               \
+        int64_t n, const uint8_t *w, size_t ws, const int NR, const uint8_t *a, size_t as,       \
+        const int NC, float *y, size_t ldy)                                                      \
+    {                                                                                            \
+        const int64_t nb = n / 32, ng = nb / 4;                                                  \
+        const int tail = (int)(nb % 4);                                                          \
+        const struct sl_q8x4 *ya[TILE_C];                                                        \
+        __m512 acc[TILE_R][TILE_C];                                                              \
+        for (int c = 0; c < TILE_C; c++) ya[c] = (const struct sl_q8x4 *)(a + (size_t)(c < NC ? c : 0) * as); \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                     \
+            _Pragma("GCC unroll 4") for (int c = 0; c < NC; c++) acc[r][c] = _mm512_setzero_ps(); \
+        for (int64_t g = 0; g < ng; g++) {                                                       \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                 \
+                GROUP(w + (size_t)r * ws + (size_t)g * 4 * BS, 4 * BS, ya, (int)g, NC, acc[r]);  \
+        }                                                                                        \
+        if (tail) {                                                                              \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                 \
+                GROUP(w + (size_t)r * ws + (size_t)ng * 4 * BS, tail * BS, ya, (int)ng, NC, acc[r]); \
+        }                                                                                        \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                     \
+            _Pragma("GCC unroll 4") for (int c = 0; c < NC; c++)                                 \
+                y[(size_t)c * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][c]);               \
+    }                                                                                            \
+    TILE_SWITCH(name)
+
+TILE_32(tile_q4_0, group_q4_0, 18)
+TILE_32(tile_q8_0, group_q8_0, 34)
+TILE_32(tile_q5_0, group_q5_0, 22)
+
+/* Quantize to Q8_0 (bit-exact, quant_q8_0) 64 blocks at a time, then
+ * rearrange into q8x4 groups with offset k. */
+static inline void pack_q8x4(const float *x, void *out, int64_t n, int k)
+{
+    struct sl_block_q8_0 tmp[64];
+    const int64_t nb = n / 32;
+    for (int64_t i = 0; i < nb; i += 64) {
+        const int64_t m = nb - i < 64 ? nb - i : 64;
+        quant_q8_0(x + 32 * i, tmp, m);
+        sl_q8x4_from_q8_0(tmp, m, k, (struct sl_q8x4 *)out + i / 4);
+    }
+}
+
+static void pack_q4_0(const float *x, void *out, int64_t n)
+{
+    pack_q8x4(x, out, n, 8);
+}
+
+static void pack_q8_0(const float *x, void *out, int64_t n)
+{
+    pack_q8x4(x, out, n, 128);
+}
+
+static void pack_q5_0(const float *x, void *out, int64_t n)
+{
+    pack_q8x4(x, out, n, 16);
+}
+
+/* ------------------------------------------------------------------------ */
+/* matrix tiles: Q4_K and Q6_K weights against Q8_K activations             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The K-quants keep the plain Q8_K activation rows (their per-16 bsums are
+ * what the min and offset terms need). Per super-block and weight row the
+ * 256 quants are unpacked once into four registers of 64 bytes, and the
+ * sub-block scales spread once into the int16 lanes vpdpwssd wants; per
+ * activation row that leaves four vpmaddubsw, four vpdpwssd, the min or
+ * offset term against the bsums, and two FMAs (or one). The per-row dots
+ * above redo the unpacking for every activation row.
+ */
+static inline __attribute__((always_inline)) void sb_q4_K(const struct sl_block_q4_K *x,
+                                                          const struct sl_block_q8_K *const ya[TILE_C],
+                                                          int64_t i, const int NC, __m512 acc[TILE_C])
+{
+    const __m512i m4 = _mm512_set1_epi8(0xF);
+    const __m256i sm = _mm256_cvtepu8_epi16(k4_scales_mins(x->scales));
+    const float d = h2f(x->d), dmin = h2f(x->dmin);
+    __m512i q[4], sc[4];
+#pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * g));
+        q[g] = _mm512_and_si512(join(bits, _mm256_srli_epi16(bits, 4)), m4);
+        sc[g] = scales_for(sm, 2 * g, 16);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        const struct sl_block_q8_K *y = ya[c] + i;
+        __m512i sumi = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++)
+            sumi = _mm512_dpwssd_epi32(sumi, sc[g], _mm512_maddubs_epi16(q[g], _mm512_loadu_si512(y->qs + 64 * g)));
+        const __m512 summs = _mm512_cvtepi32_ps(_mm512_zextsi128_si512(k4_summs(sm, y->bsums)));
+        acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(d * y->d), _mm512_cvtepi32_ps(sumi), acc[c]);
+        acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(-dmin * y->d), summs, acc[c]);
+    }
+}
+
+static inline __attribute__((always_inline)) void sb_q6_K(const struct sl_block_q6_K *x,
+                                                          const struct sl_block_q8_K *const ya[TILE_C],
+                                                          int64_t i, const int NC, __m512 acc[TILE_C])
+{
+    const __m512i m4 = _mm512_set1_epi8(0xF), m2 = _mm512_set1_epi8(0x30);
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    const float d = h2f(x->d);
+    __m512i q[4], sc[4];
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        const __m512i l = load2x32(x->ql + 64 * h, x->ql + 64 * h + 32);
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+        const __m512i h01 = join(_mm256_slli_epi16(qh, 4), _mm256_slli_epi16(qh, 2));
+        const __m512i h23 = join(qh, _mm256_srli_epi16(qh, 2));
+        q[2 * h] = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_and_si512(h01, m2));
+        q[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), _mm512_and_si512(h23, m2));
+        sc[2 * h] = scales_for(sc16, 8 * h, 8);
+        sc[2 * h + 1] = scales_for(sc16, 8 * h + 4, 8);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) {
+        const struct sl_block_q8_K *y = ya[c] + i;
+        /* the 32 offset: 32 * sum_j scale_j * bsums_j, taken off in int32 */
+        const __m256i offs = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)y->bsums));
+        __m512i sumi = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(_mm256_slli_epi32(offs, 5)));
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++)
+            sumi = _mm512_dpwssd_epi32(sumi, sc[k], _mm512_maddubs_epi16(q[k], _mm512_loadu_si512(y->qs + 64 * k)));
+        acc[c] = _mm512_fmadd_ps(_mm512_set1_ps(d * y->d), _mm512_cvtepi32_ps(sumi), acc[c]);
+    }
+}
+
+/* One tile of NR x NC over n / 256 super-blocks of type WT. */
+#define TILE_K(name, SB, WT)                                                                      \
+    static inline __attribute__((always_inline)) void name##_nrc(                               \
+        int64_t n, const uint8_t *w, size_t ws, const int NR, const uint8_t *a, size_t as,       \
+        const int NC, float *y, size_t ldy)                                                      \
+    {                                                                                            \
+        const int64_t nb = n / SL_QK_K;                                                          \
+        const struct sl_block_q8_K *ya[TILE_C];                                                  \
+        __m512 acc[TILE_R][TILE_C];                                                              \
+        for (int c = 0; c < TILE_C; c++) ya[c] = (const struct sl_block_q8_K *)(a + (size_t)(c < NC ? c : 0) * as); \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                     \
+            _Pragma("GCC unroll 4") for (int c = 0; c < NC; c++) acc[r][c] = _mm512_setzero_ps(); \
+        for (int64_t i = 0; i < nb; i++) {                                                       \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                 \
+                SB((const WT *)(w + (size_t)r * ws) + i, ya, i, NC, acc[r]);                     \
+        }                                                                                        \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                     \
+            _Pragma("GCC unroll 4") for (int c = 0; c < NC; c++)                                 \
+                y[(size_t)c * ldy + (size_t)r] = _mm512_reduce_add_ps(acc[r][c]);               \
+    }                                                                                            \
+    TILE_SWITCH(name)
+
+TILE_K(tile_q4_K, sb_q4_K, struct sl_block_q4_K)
+TILE_K(tile_q6_K, sb_q6_K, struct sl_block_q6_K)
+
+static size_t q8_K_size(int64_t n)
+{
+    return sl_row_size(SL_TYPE_Q8_K, n);
+}
+
+static void pack_q8_K(const float *x, void *out, int64_t n)
+{
+    quant_q8_K(x, out, n / SL_QK_K);
+}
+
+/* ------------------------------------------------------------------------ */
+/* matrix tiles: F16 and BF16 weights against F16 / BF16 activations        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The activation rows are packed as floats that already went through the
+ * dot type (F16 or BF16) and back, so they hold exactly the values vec_dot
+ * multiplies; the tile converts only the weights, once per 16 values and
+ * row, then does NR x NC FMAs with the activations straight from memory.
+ * A tile of fewer than four (row, column) pairs keeps U = 4 partial sums
+ * per pair so the FMA latency does not bound it (decode runs 1 x 1). The
+ * last < 16 values load with a mask.
+ */
+#define TILE_F(name, LOAD)                                                                        \
+    static inline __attribute__((always_inline)) void name##_nrc(                               \
+        int64_t n, const uint8_t *w, size_t ws, const int NR, const uint8_t *a, size_t as,       \
+        const int NC, float *y, size_t ldy)                                                      \
+    {                                                                                            \
+        enum { U_MAX = 4 };                                                                      \
+        const int U = NR * NC >= 4 ? 1 : U_MAX;                                                  \
+        __m512 acc[TILE_R][TILE_C][U_MAX];                                                       \
+        int64_t i = 0;                                                                           \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                     \
+            _Pragma("GCC unroll 4") for (int c = 0; c < NC; c++)                                 \
+                _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) acc[r][c][u] = _mm512_setzero_ps(); \
+        for (; i + 16 * U <= n; i += 16 * U) {                                                   \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                 \
+                _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                            \
+                    const __m512 wv = LOAD((const uint16_t *)(w + (size_t)r * ws) + i + 16 * u, 0xFFFF); \
+                    _Pragma("GCC unroll 4") for (int c = 0; c < NC; c++)                         \
+                        acc[r][c][u] = _mm512_fmadd_ps(                                          \
+                            wv, _mm512_loadu_ps((const float *)(a + (size_t)c * as) + i + 16 * u), acc[r][c][u]); \
+                }                                                                                \
+        }                                                                                        \
+        for (; i < n; i += 16) {                                                                 \
+            const __mmask16 m = n - i >= 16 ? 0xFFFF : tail16(n - i);                            \
+            _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++) {                               \
+                const __m512 wv = LOAD((const uint16_t *)(w + (size_t)r * ws) + i, m);           \
+                _Pragma("GCC unroll 4") for (int c = 0; c < NC; c++)                             \
+                    acc[r][c][0] = _mm512_fmadd_ps(                                              \
+                        wv, _mm512_maskz_loadu_ps(m, (const float *)(a + (size_t)c * as) + i), acc[r][c][0]); \
+            }                                                                                    \
+        }                                                                                        \
+        _Pragma("GCC unroll 4") for (int r = 0; r < NR; r++)                                     \
+            _Pragma("GCC unroll 4") for (int c = 0; c < NC; c++) {                               \
+                __m512 s = acc[r][c][0];                                                         \
+                _Pragma("GCC unroll 4") for (int u = 1; u < U; u++) s = _mm512_add_ps(s, acc[r][c][u]); \
+                y[(size_t)c * ldy + (size_t)r] = _mm512_reduce_add_ps(s);                        \
+            }                                                                                    \
+    }                                                                                            \
+    TILE_SWITCH(name)
+
+TILE_F(tile_f16, load_f16)
+TILE_F(tile_bf16, load_bf16)
+
+static size_t f32_size(int64_t n)
+{
+    return (size_t)n * sizeof(float);
+}
+
+/* x rounded to F16 (BF16) and back, 256 values at a time. */
+static void pack_f16(const float *x, void *out, int64_t n)
+{
+    uint16_t h[256];
+    float *o = out;
+    for (int64_t i = 0; i < n; i += 256) {
+        const int64_t m = n - i < 256 ? n - i : 256;
+        fp32_to_fp16_row(m, x + i, h);
+        for (int64_t j = 0; j < m; j += 16) {
+            const __mmask16 k = m - j >= 16 ? 0xFFFF : tail16(m - j);
+            _mm512_mask_storeu_ps(o + i + j, k, load_f16(h + j, k));
+        }
+    }
+}
+
+static void pack_bf16(const float *x, void *out, int64_t n)
+{
+    uint16_t h[256];
+    float *o = out;
+    for (int64_t i = 0; i < n; i += 256) {
+        const int64_t m = n - i < 256 ? n - i : 256;
+        quant_bf16(x + i, h, m);
+        for (int64_t j = 0; j < m; j += 16) {
+            const __mmask16 k = m - j >= 16 ? 0xFFFF : tail16(m - j);
+            _mm512_mask_storeu_ps(o + i + j, k, load_bf16(h + j, k));
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* the table                                                                 */
 /* ------------------------------------------------------------------------ */
 
@@ -616,6 +1007,16 @@ const struct sl_kernels sl_kernels_avx512 = {
             [SL_TYPE_Q5_1] = dot_q5_1, [SL_TYPE_Q8_0] = dot_q8_0, [SL_TYPE_Q2_K] = dot_q2_K,
             [SL_TYPE_Q3_K] = dot_q3_K, [SL_TYPE_Q4_K] = dot_q4_K, [SL_TYPE_Q5_K] = dot_q5_K,
             [SL_TYPE_Q6_K] = dot_q6_K,
+        },
+    .mm =
+        {
+            [SL_TYPE_Q4_0] = {sl_q8x4_size, pack_q4_0, tile_q4_0, TILE_R, TILE_C, 1},
+            [SL_TYPE_Q8_0] = {sl_q8x4_size, pack_q8_0, tile_q8_0, TILE_R, TILE_C, 1},
+            [SL_TYPE_Q5_0] = {sl_q8x4_size, pack_q5_0, tile_q5_0, TILE_R, TILE_C, 1},
+            [SL_TYPE_Q4_K] = {q8_K_size, pack_q8_K, tile_q4_K, TILE_R, TILE_C, 2},
+            [SL_TYPE_Q6_K] = {q8_K_size, pack_q8_K, tile_q6_K, TILE_R, TILE_C, 2},
+            [SL_TYPE_F16] = {f32_size, pack_f16, tile_f16, TILE_R, TILE_C, 2},
+            [SL_TYPE_BF16] = {f32_size, pack_bf16, tile_bf16, TILE_R, TILE_C, 2},
         },
     .quantize_row = quantize_row,
     .dot_f16_f32 = dot_f16_f32,
