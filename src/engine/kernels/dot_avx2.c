@@ -945,7 +945,7 @@ static inline __attribute__((always_inline)) void sb_q6_K(const struct sl_block_
     }
 #pragma GCC unroll 2
     for (int h = 0; h < 2; h++) {
-        const __m256i sch = _mm256_permute2x128_si256(sc, sc, h ? 0x11 : 0x00);
+        const __m256i sch = h ? _mm256_permute2x128_si256(sc, sc, 0x11) : _mm256_permute2x128_si256(sc, sc, 0x00);
         const __m256i l0 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h));
         const __m256i l1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32));
         const __m256i hb = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
