@@ -18,8 +18,7 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* Length of the longest prefix of s[0..n) that ends on a UTF-8 boundary. */
-static size_t utf8_complete(const char *s, size_t n)
+size_t sl_utf8_complete(const char *s, size_t n)
 {
     size_t i = n, k = 0;
     while (i > 0 && k < 4 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) i--, k++;
@@ -113,7 +112,7 @@ int sl_generate(struct sl_ctx *ctx, const struct sl_vocab *vocab, const int32_t 
         size_t safe;
         enum sl_stop_state st = sl_stop_scan(&stop, text.p ? text.p : "", text.len, checked, &safe);
         checked = text.len;
-        if (st == SL_STOP_NONE) safe = utf8_complete(text.p ? text.p : "", text.len);
+        if (st == SL_STOP_NONE) safe = sl_utf8_complete(text.p ? text.p : "", text.len);
         bool done = eog || st == SL_STOP_MATCH;
         if (done && st != SL_STOP_MATCH) safe = text.len; /* release the rest */
         if (safe < sent) safe = sent;

@@ -60,4 +60,8 @@ int sl_generate(struct sl_ctx *ctx, const struct sl_vocab *vocab, const int32_t 
 
 void sl_gen_result_free(struct sl_gen_result *r);
 
+/* Length of the longest prefix of s[0..n) that ends on a UTF-8 boundary:
+ * how much streamed text can be released without splitting a character. */
+size_t sl_utf8_complete(const char *s, size_t n);
+
 #endif

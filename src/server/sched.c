@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../engine/generate.h"
 #include "../engine/vocab.h"
 
 /* ------------------------------------------------------------------------ */
@@ -407,18 +408,6 @@ static void admit(struct sl_sched *s)
 /* One step (engine thread)                                                 */
 /* ------------------------------------------------------------------------ */
 
-/* Length of the longest prefix of s[0..n) that ends on a UTF-8 boundary. */
-static size_t utf8_complete(const char *str, size_t n)
-{
-    size_t i = n, k = 0;
-    while (i > 0 && k < 4 && ((unsigned char)str[i - 1] & 0xC0) == 0x80)
-        i--, k++;
-    if (i == 0) return n;
-    unsigned char c = (unsigned char)str[i - 1];
-    size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-    return (k + 1 >= need) ? n : i - 1;
-}
-
 /* Raw log-probability of `tok` and the top n alternatives from logits. */
 static void score_token(const float *logits, int32_t V, int32_t tok, int32_t n_top,
                         struct sl_tok_out *o)
@@ -469,7 +458,7 @@ static void slot_token(struct sl_sched *s, struct slot *sl, const struct sl_samp
     size_t safe;
     enum sl_stop_state st = sl_stop_scan(&sl->stop, text, sl->text.len, sl->checked, &safe);
     sl->checked = sl->text.len;
-    if (st == SL_STOP_NONE) safe = utf8_complete(text, sl->text.len);
+    if (st == SL_STOP_NONE) safe = sl_utf8_complete(text, sl->text.len);
     bool stop = (eog && !j->ignore_eog) || st == SL_STOP_MATCH ||
                 (sl->gstage && sl_grammar_stage_done(sl->gstage));
     bool length = !stop && j->n_toks + 1 >= j->n_predict;
