@@ -53,3 +53,12 @@ void sl_backend_resp_free(struct sl_backend_resp *r)
     free(r->logprobs);
     memset(r, 0, sizeof *r);
 }
+
+void sl_backend_task_resp_free(struct sl_backend_task_resp *r)
+{
+    free(r->probs);
+    free(r->json);
+    free(r->content);
+    free(r->model);
+    memset(r, 0, sizeof *r);
+}

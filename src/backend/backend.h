@@ -94,9 +94,43 @@ struct sl_backend_resp {
     size_t n_logprobs;
     double latency_ms;    /* wall time of the whole call incl. retries */
     double first_byte_ms; /* time to the first byte of the answer */
+    double machine_ms;    /* local backends: engine time the call used (infra cost); 0 remote */
+    double confidence;    /* exp(mean token logprob) when logprobs came back; < 0 none */
 };
 
 void sl_backend_resp_free(struct sl_backend_resp *r);
+
+/* -------------------------------------------------------------------- tasks */
+
+struct sl_task_config; /* config/config.h */
+
+/* A classify or extract task on one input. The task (labels, instruction,
+ * schema) is the configured one; a remote backend renders it as a chat
+ * prompt (task_api chat) or forwards it to a sluice server's task endpoint
+ * (task_api sluice). */
+struct sl_backend_task_req {
+    const struct sl_task_config *task;
+    const char *input;
+};
+
+/* Owned after a call, even a failed one: free with sl_backend_task_resp_free. */
+struct sl_backend_task_resp {
+    enum sl_backend_status status;
+    int http_status;
+    int attempts;
+    int32_t label;      /* classify: index into task->labels; -1 = the answer matched none */
+    double confidence;  /* calibrated probability of the answer; < 0 = none reported */
+    float *probs;       /* classify: (n_probs) per label, or NULL */
+    size_t n_probs;
+    char *json;         /* extract: the object as JSON text */
+    char *content;      /* the raw answer text (classify: the label) */
+    char *model;        /* model that answered */
+    long long tokens_in, tokens_out; /* -1 if not reported */
+    double latency_ms;
+    double machine_ms; /* local: engine time used */
+};
+
+void sl_backend_task_resp_free(struct sl_backend_task_resp *r);
 
 /* ------------------------------------------------------------------ stream */
 
@@ -137,6 +171,10 @@ struct sl_backend_i {
      * a malloc'd n × *dim array (row-major) the caller frees. */
     int (*embed)(void *ctx, const char *const *texts, size_t n, float **out, int *dim,
                  struct sl_err *err);
+
+    /* Optional: NULL means no classify/extract tasks. Thread-safe. */
+    int (*task)(void *ctx, const struct sl_backend_task_req *req,
+                struct sl_backend_task_resp *resp, struct sl_err *err);
 
     /* Required. Frees ctx and everything it owns. No call may be running. */
     void (*free)(void *ctx);

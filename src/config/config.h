@@ -12,9 +12,15 @@
  *              extract task's schema is compiled to a grammar at load, so a
  *              schema the compiler cannot enforce fails here
  *
- * Sections later issues add (routes:, backends:) are reserved names:
- * the loader rejects them with a message saying this version does not read
- * them yet, rather than ignoring settings silently.
+ *   backends:  name -> {kind: local|openai, ...}: where a route's tiers run,
+ *              with their prices (docs/router.md)
+ *   routes:    name -> {policy: cascade|rules|predict, tiers, thresholds,
+ *              rules, predict, fallback, budget_per_day, pii}; a route's
+ *              name is a model name clients send
+ *   privacy:   the PII detector: built-in kinds and configured patterns
+ *   log:       the request log and cost ledger (SQLite file or PostgreSQL)
+ *   costs:     currency, the large model's baseline prices, fixed monthly
+ *              costs (store/costs.h)
  *
  * Every scalar setting is a row of the option table (config.c): key, type,
  * field offset, default, range and help. Loading, validation, defaults and
@@ -77,6 +83,8 @@ struct sl_model_config {
     int64_t embd_ctx;    /* tokens of one embedding input */
     char *chat_template; /* override the detected template; NULL = detect */
     int pooling;         /* enum sl_pooling */
+    char *lora;          /* LoRA adapter GGUF merged at load; NULL = none */
+    double lora_scale;   /* its scale; default 1 */
 };
 
 struct sl_key_config {
@@ -110,6 +118,108 @@ struct sl_task_config {
     /* extract */
     char *schema;  /* the JSON Schema as compact JSON text */
     char *grammar; /* what it compiled to at load */
+    /* classify through a trained head (`sluice train head`) on the model's
+     * embeddings instead of label scoring; its labels are the task's */
+    char *head;
+};
+
+/* ---------------------------------------------------------------- router */
+
+#define SL_CONFIG_MAX_BACKENDS 32
+#define SL_CONFIG_MAX_ROUTES 64
+#define SL_CONFIG_MAX_TIERS 8
+#define SL_CONFIG_MAX_RULES 64
+#define SL_CONFIG_MAX_META 16      /* metadata conditions of one rule */
+#define SL_CONFIG_MAX_THRESHOLDS 64 /* per-task thresholds of one route */
+
+enum sl_backend_kind {
+    SL_BACKEND_KIND_LOCAL = 0,  /* a models: entry served by this process */
+    SL_BACKEND_KIND_OPENAI = 1, /* an OpenAI-compatible HTTP API */
+};
+
+/* How classify/extract reach an openai backend. */
+enum sl_task_api {
+    SL_TASK_API_CHAT = 0,   /* chat/completions with a prompt (any OpenAI API) */
+    SL_TASK_API_SLUICE = 1, /* the upstream's /v1/classify and /v1/extract (a sluice server) */
+};
+
+struct sl_backend_config {
+    char *name;
+    int kind;    /* enum sl_backend_kind */
+    char *model; /* local: a models: name; openai: the upstream's model name */
+    /* openai */
+    char *base_url;    /* "http://host:port/v1" */
+    char *api_key_env; /* env variable with the key; NULL = none */
+    int64_t connect_timeout_ms, timeout_ms, max_retries, backoff_ms;
+    int task_api; /* enum sl_task_api */
+    int remote;   /* 1: data leaves the machine (privacy applies); default 1 for openai, 0 local */
+    /* breaker */
+    int64_t breaker_window, breaker_min_calls, breaker_cooldown_ms;
+    double breaker_failure_rate;
+    /* prices (currency of costs:) */
+    double input_per_mtok, output_per_mtok; /* API prices per million tokens */
+    double infra_per_hour; /* machine price; cost = time the call used x this */
+};
+
+/* One condition set of a rules route; every set condition must hold. */
+struct sl_rule_config {
+    char *task;           /* the request's task name, NULL = any */
+    int64_t min_chars;    /* input length in bytes >= this; -1 = unset */
+    int64_t max_chars;    /* input length in bytes <= this; -1 = unset */
+    char *regex;          /* PCRE2, matched against the input text; NULL = unset */
+    char *api_key;        /* the api_keys: name that sent it; NULL = any */
+    char *meta_keys[SL_CONFIG_MAX_META]; /* request metadata key == value */
+    char *meta_values[SL_CONFIG_MAX_META];
+    size_t n_meta;
+    char *to; /* the backend (a tier of the route) to use (required) */
+};
+
+enum sl_route_policy {
+    SL_ROUTE_CASCADE = 0, /* tiers in order; accept when confidence >= threshold */
+    SL_ROUTE_RULES = 1,   /* first matching rule picks the backend */
+    SL_ROUTE_PREDICT = 2, /* a learned router picks before any model runs */
+};
+
+struct sl_route_config {
+    char *name;
+    int policy;                         /* enum sl_route_policy */
+    char *tiers[SL_CONFIG_MAX_TIERS];   /* backend names, small first */
+    size_t n_tiers;
+    /* cascade: a tier (not the last) accepts an answer whose calibrated
+     * confidence is >= its threshold. thresholds: default for every task,
+     * then per task name. */
+    double threshold;                   /* default 0.8 */
+    char *threshold_tasks[SL_CONFIG_MAX_THRESHOLDS];
+    double threshold_values[SL_CONFIG_MAX_THRESHOLDS];
+    size_t n_thresholds;
+    /* rules */
+    struct sl_rule_config *rules; /* (n_rules) first match wins */
+    size_t n_rules;
+    char *default_tier;           /* rules: when none matches; default tiers[0] */
+    /* predict */
+    char *predict_model;     /* router file from `sluice train-router` */
+    double predict_threshold; /* P(small wrong) above it -> the last tier; default 0.5 */
+    /* fallback: on error/timeout/breaker open, these backends next, in order;
+     * none listed = the route's other tiers */
+    char *fallback[SL_CONFIG_MAX_TIERS];
+    size_t n_fallback;
+    double budget_per_day; /* API spend per UTC day; spent -> stay local; < 0 = none */
+    int pii;               /* enum sl_pii_policy; default redact */
+    char *task;            /* default task for chat requests to this route; NULL = none */
+};
+
+struct sl_privacy_config {
+    char **kinds; /* built-in kinds to detect ("email", "card", ...); NULL = all */
+    size_t n_kinds;
+    char **pattern_labels, **pattern_regexes; /* (n_patterns) */
+    size_t n_patterns;
+};
+
+struct sl_log_config {
+    char *db;     /* SQLite file, or "postgres://..."/"postgresql://..." or
+                   * a libpq "key=value" string starting "pg:"; NULL = no log */
+    int inputs;   /* enum sl_store_input: store|hash|drop; default hash */
+    int64_t busy_timeout_ms;
 };
 
 struct sl_config {
@@ -121,6 +231,14 @@ struct sl_config {
     size_t n_keys;
     struct sl_task_config *tasks; /* (n_tasks) */
     size_t n_tasks;
+    struct sl_backend_config *backends; /* (n_backends) */
+    size_t n_backends;
+    struct sl_route_config *routes; /* (n_routes) */
+    size_t n_routes;
+    struct sl_privacy_config privacy;
+    struct sl_log_config log;
+    char *costs_yaml; /* the costs: section re-emitted as YAML for
+                       * sl_cost_config_parse; NULL = absent */
 };
 
 /* Fill c with every default (no models, no keys). Returns 0 or SL_ENOMEM. */
@@ -151,6 +269,12 @@ void sl_config_free(struct sl_config *c);
 
 /* The task named name, or NULL. */
 const struct sl_task_config *sl_config_task(const struct sl_config *c, const char *name);
+
+/* The backend / route named name, or NULL. */
+const struct sl_backend_config *sl_config_backend(const struct sl_config *c, const char *name);
+const struct sl_route_config *sl_config_route(const struct sl_config *c, const char *name);
+/* A route's threshold for a task (the per-task one, else the default). */
+double sl_route_threshold(const struct sl_route_config *r, const char *task);
 
 /* The reference of every option (markdown), from the option table. */
 void sl_config_describe(FILE *f);

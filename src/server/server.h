@@ -25,6 +25,9 @@
 #include "metrics.h"
 #include "sched.h"
 
+struct sl_router;
+struct sl_store;
+
 struct sl_served_model {
     const struct sl_model_config *cfg; /* into the server's config */
     struct sl_model *model;
@@ -36,6 +39,8 @@ struct sl_server {
     const struct sl_config *cfg;    /* borrowed; outlives the server */
     struct sl_served_model *models; /* (n_models) */
     size_t n_models;
+    struct sl_router *router; /* routes: and backends: of the config; NULL if none */
+    struct sl_store *store;   /* log: request log; NULL if none */
     struct sl_http *http;
     struct sl_metrics metrics;
     time_t started;
