@@ -129,7 +129,7 @@ struct sl_task_config {
 #define SL_CONFIG_MAX_ROUTES 64
 #define SL_CONFIG_MAX_TIERS 8
 #define SL_CONFIG_MAX_RULES 64
-#define SL_CONFIG_MAX_META 16      /* metadata conditions of one rule */
+#define SL_CONFIG_MAX_META 16       /* metadata conditions of one rule */
 #define SL_CONFIG_MAX_THRESHOLDS 64 /* per-task thresholds of one route */
 
 enum sl_backend_kind {
@@ -158,16 +158,16 @@ struct sl_backend_config {
     double breaker_failure_rate;
     /* prices (currency of costs:) */
     double input_per_mtok, output_per_mtok; /* API prices per million tokens */
-    double infra_per_hour; /* machine price; cost = time the call used x this */
+    double infra_per_hour;                  /* machine price; cost = time the call used x this */
 };
 
 /* One condition set of a rules route; every set condition must hold. */
 struct sl_rule_config {
-    char *task;           /* the request's task name, NULL = any */
-    int64_t min_chars;    /* input length in bytes >= this; -1 = unset */
-    int64_t max_chars;    /* input length in bytes <= this; -1 = unset */
-    char *regex;          /* PCRE2, matched against the input text; NULL = unset */
-    char *api_key;        /* the api_keys: name that sent it; NULL = any */
+    char *task;                          /* the request's task name, NULL = any */
+    int64_t min_chars;                   /* input length in bytes >= this; -1 = unset */
+    int64_t max_chars;                   /* input length in bytes <= this; -1 = unset */
+    char *regex;                         /* PCRE2, matched against the input text; NULL = unset */
+    char *api_key;                       /* the api_keys: name that sent it; NULL = any */
     char *meta_keys[SL_CONFIG_MAX_META]; /* request metadata key == value */
     char *meta_values[SL_CONFIG_MAX_META];
     size_t n_meta;
@@ -182,22 +182,22 @@ enum sl_route_policy {
 
 struct sl_route_config {
     char *name;
-    int policy;                         /* enum sl_route_policy */
-    char *tiers[SL_CONFIG_MAX_TIERS];   /* backend names, small first */
+    int policy;                       /* enum sl_route_policy */
+    char *tiers[SL_CONFIG_MAX_TIERS]; /* backend names, small first */
     size_t n_tiers;
     /* cascade: a tier (not the last) accepts an answer whose calibrated
      * confidence is >= its threshold. thresholds: default for every task,
      * then per task name. */
-    double threshold;                   /* default 0.8 */
+    double threshold; /* default 0.8 */
     char *threshold_tasks[SL_CONFIG_MAX_THRESHOLDS];
     double threshold_values[SL_CONFIG_MAX_THRESHOLDS];
     size_t n_thresholds;
     /* rules */
     struct sl_rule_config *rules; /* (n_rules) first match wins */
     size_t n_rules;
-    char *default_tier;           /* rules: when none matches; default tiers[0] */
+    char *default_tier; /* rules: when none matches; default tiers[0] */
     /* predict */
-    char *predict_model;     /* router file from `sluice train-router` */
+    char *predict_model;      /* router file from `sluice train-router` */
     double predict_threshold; /* P(small wrong) above it -> the last tier; default 0.5 */
     /* fallback: on error/timeout/breaker open, these backends next, in order;
      * none listed = the route's other tiers */
@@ -209,16 +209,17 @@ struct sl_route_config {
 };
 
 struct sl_privacy_config {
-    char **kinds; /* built-in kinds to detect ("email", "card", ...); NULL = all */
+    char **kinds; /* built-in kinds to detect ("email", "card", ...); NULL = all,
+                   * non-NULL with n_kinds 0 = none (sl_config_pii_kinds) */
     size_t n_kinds;
     char **pattern_labels, **pattern_regexes; /* (n_patterns) */
     size_t n_patterns;
 };
 
 struct sl_log_config {
-    char *db;     /* SQLite file, or "postgres://..."/"postgresql://..." or
-                   * a libpq "key=value" string starting "pg:"; NULL = no log */
-    int inputs;   /* enum sl_store_input: store|hash|drop; default hash */
+    char *db;   /* SQLite file, or "postgres://..."/"postgresql://..." or
+                 * a libpq "key=value" string starting "pg:"; NULL = no log */
+    int inputs; /* enum sl_store_input: store|hash|drop; default hash */
     int64_t busy_timeout_ms;
 };
 
@@ -262,7 +263,9 @@ int sl_config_parse(struct sl_config *c, const char *text, size_t len, struct sl
 int sl_config_load(struct sl_config *c, const char *path, struct sl_err *err);
 
 /* Checks that need the whole file: at least one model, unique names, keys
- * and tasks naming known models. */
+ * and tasks naming known models, backends and routes naming known models,
+ * backends, tiers and tasks (docs/router.md, "Configuration").
+ * sl_config_parse runs the router checks itself, with line numbers. */
 int sl_config_validate(const struct sl_config *c, struct sl_err *err);
 
 void sl_config_free(struct sl_config *c);
@@ -273,8 +276,27 @@ const struct sl_task_config *sl_config_task(const struct sl_config *c, const cha
 /* The backend / route named name, or NULL. */
 const struct sl_backend_config *sl_config_backend(const struct sl_config *c, const char *name);
 const struct sl_route_config *sl_config_route(const struct sl_config *c, const char *name);
-/* A route's threshold for a task (the per-task one, else the default). */
+/* A route's threshold for a task (the per-task one, else the default);
+ * task may be NULL. */
 double sl_route_threshold(const struct sl_route_config *r, const char *task);
+
+/* Append a backend / route with every default (a route: cascade, threshold
+ * 0.8, pii redact, no budget; a backend: remote = kind is openai); *out
+ * points into c (valid until the next add of the same kind). name is
+ * copied. 0, SL_ERANGE (too many), SL_ENOMEM. For configs built in code
+ * (tests); sl_config_validate checks them like a file. */
+int sl_config_add_backend(struct sl_config *c, const char *name, int kind,
+                          struct sl_backend_config **out, struct sl_err *err);
+int sl_config_add_route(struct sl_config *c, const char *name, struct sl_route_config **out,
+                        struct sl_err *err);
+
+/* privacy.kinds as a bit set over enum sl_pii_kind (router/privacy.h), for
+ * sl_pii_params.kinds: bit k = detect kind k. The YAML names, in enum order:
+ * email, phone, card, iban, ssn_us, nino_uk, taxid_de, insee_fr. No kinds:
+ * list = every built-in kind; `kinds: []` = none (patterns only). */
+unsigned sl_config_pii_kinds(const struct sl_privacy_config *p);
+/* The YAML name of built-in kind k ("email", ...), or NULL past the last. */
+const char *sl_config_pii_kind_name(int k);
 
 /* The reference of every option (markdown), from the option table. */
 void sl_config_describe(FILE *f);

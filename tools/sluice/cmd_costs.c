@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "config/config.h"
 #include "store/costs.h"
 #include "store/store.h"
 
@@ -21,8 +22,20 @@ static const char *costs_usage =
     "day (UTC): API spend and infrastructure from the ledger; 'all_large' is what the\n"
     "same requests would have cost on the large model (their tokens x --large-in/out\n"
     "per million tokens); fixed monthly costs are prorated over the period (--since or\n"
-    "the first request, to now). --config reads a YAML 'costs:' section (docs/router.md);\n"
+    "the first request, to now). --config reads the 'costs:' section of a YAML file: the\n"
+    "server's config (sluice serve) or a file of that section alone (docs/router.md);\n"
     "flags override it. DATE is YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC).\n";
+
+/* Is path a whole server config (sluice serve's YAML) without a costs:
+ * section? Then the costs are the defaults. */
+static bool server_config_without_costs(const char *path)
+{
+    struct sl_config sc;
+    struct sl_err e = {0};
+    bool yes = !sl_config_init(&sc, &e) && !sl_config_load(&sc, path, &e) && !sc.costs_yaml;
+    sl_config_free(&sc);
+    return yes;
+}
 
 /* "YYYY-MM-DD[THH:MM[:SS]]" (UTC) -> ms since the epoch; -1 if malformed. */
 static long long parse_date(const char *s)
@@ -85,8 +98,11 @@ int cmd_costs(int argc, char **argv)
     struct sl_err err = {0};
     struct sl_cost_config cc;
     sl_cost_config_default(&cc);
-    if (config && sl_cost_config_load(&cc, config, &err))
-        return cli_fail(&err, "the file needs a 'costs:' mapping (docs/router.md)");
+    if (config && sl_cost_config_load(&cc, config, &err)) {
+        if (!server_config_without_costs(config))
+            return cli_fail(&err, "the file needs a 'costs:' mapping (docs/router.md)");
+        sl_cost_config_default(&cc);
+    }
     if (large_in >= 0) cc.large_in_per_mtok = large_in;
     if (large_out >= 0) cc.large_out_per_mtok = large_out;
     if (infra >= 0) cc.infra_per_hour = infra;
