@@ -36,8 +36,8 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 step "scheduler under ThreadSanitizer"
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" \
       -DSLUICE_SANITIZE=thread -DSLUICE_WERROR=ON >/dev/null
-cmake --build build-tsan -j "$JOBS" --target test_sched
-TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -R '^test_sched$'
+cmake --build build-tsan -j "$JOBS" --target test_sched test_router
+TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -R '^test_(sched|router)$'
 
 step "fuzz smoke runs (clang, libFuzzer + ASan + UBSan)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_FLAGS_DEBUG="-O1 -g" \

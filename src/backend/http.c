@@ -11,12 +11,15 @@
  * Outcomes are classified (backend.h enum sl_backend_status); 429, 5xx and
  * connection errors are retried after a backoff (exponential, "equal
  * jitter": half fixed, half random) or the server's Retry-After.
+ * Classify/extract tasks (the `task` call) go through the same loop, as a
+ * chat prompt or to a sluice server's task endpoints (section "tasks").
  */
 #include "backend/http.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +28,7 @@
 
 #include "backend/sse_parse.h"
 #include "base/buf.h"
+#include "config/config.h"
 
 #define HTTP_MAX_HANDLES 64
 #define HTTP_URL_MAX 1024
@@ -35,6 +39,8 @@ struct http_backend {
     char name[64];
     char url_chat[HTTP_URL_MAX];
     char url_embed[HTTP_URL_MAX];
+    char url_classify[HTTP_URL_MAX]; /* task_api sluice */
+    char url_extract[HTTP_URL_MAX];
     char model[256];
     char *auth_header;  /* "Authorization: Bearer ..." or NULL */
     pthread_mutex_t mu; /* guards idle[] and rng */
@@ -752,6 +758,452 @@ static int h_embed(void *ctx, const char *const *texts, size_t n, float **out, i
     return 0;
 }
 
+/* ================================================================ tasks */
+
+/*
+ * classify / extract on a remote backend (docs/router.md "Task calls").
+ *
+ * task_api chat: one user message renders the task (instruction, labels
+ * with descriptions, examples, the input) and asks for exactly one label,
+ * temperature 0 with log-probabilities; the answer is mapped to a label
+ * (trimmed, case-insensitive: exact, then the longest label the answer
+ * starts with, then the one label that starts with the answer). Extract
+ * sends the schema as response_format json_schema and parses the object.
+ *
+ * task_api sluice: POST {base_url}/classify or /extract with
+ * {"model", "task", "input": [input]} and read sluice's own answer.
+ */
+
+#define TASK_TOP_LOGPROBS 5
+#define TASK_EXTRACT_MAX_TOKENS 512
+
+static const char default_classify_instruction[] =
+    "Classify the input into exactly one of the labels below.";
+static const char default_extract_instruction[] =
+    "Extract the information from the input as one JSON object that follows the schema.";
+
+/* The classify prompt for a chat model into b. 0 or -1 (too long). */
+static int classify_prompt(struct sl_buf *b, const struct sl_task_config *t, const char *input)
+{
+    int rc = sl_buf_appendf(b, "%s\n\nLabels:\n",
+                            t->instruction ? t->instruction : default_classify_instruction);
+    for (size_t k = 0; k < t->n_labels && !rc; k++) {
+        const char *d = t->descriptions ? t->descriptions[k] : NULL;
+        rc = d ? sl_buf_appendf(b, "- %s: %s\n", t->labels[k], d)
+               : sl_buf_appendf(b, "- %s\n", t->labels[k]);
+    }
+    if (t->n_examples && !rc) rc = sl_buf_appendf(b, "\nExamples:\n");
+    for (size_t k = 0; k < t->n_examples && !rc; k++)
+        rc = sl_buf_appendf(b, "Input: %s\nLabel: %s\n\n", t->ex_inputs[k], t->ex_labels[k]);
+    if (!rc)
+        rc = sl_buf_appendf(b,
+                            "\nInput: %s\n\nAnswer with exactly one label from the list, "
+                            "written as in the list, and nothing else.",
+                            input);
+    return rc ? -1 : 0;
+}
+
+static int extract_prompt(struct sl_buf *b, const struct sl_task_config *t, const char *input)
+{
+    int rc = sl_buf_appendf(b,
+                            "%s\n\nJSON Schema:\n%s\n\nInput: %s\n\nAnswer with the JSON object "
+                            "only.",
+                            t->instruction ? t->instruction : default_extract_instruction,
+                            t->schema ? t->schema : "{}", input);
+    return rc ? -1 : 0;
+}
+
+static bool is_trim(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '"' || c == '\'' || c == '`' ||
+           c == '*' || c == '.';
+}
+
+static bool is_alnum(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 0x80;
+}
+
+/* s[0..*n) without surrounding blanks, quotes, backticks, '*', '.', and a
+ * leading "Label:". */
+static const char *answer_trim(const char *s, size_t *n)
+{
+    size_t a = 0, e = strlen(s);
+    for (int pass = 0; pass < 2; pass++) {
+        while (a < e && is_trim((unsigned char)s[a]))
+            a++;
+        while (e > a && is_trim((unsigned char)s[e - 1]))
+            e--;
+        if (pass == 0 && e - a >= 6 && !strncasecmp(s + a, "label:", 6))
+            a += 6;
+        else
+            break;
+    }
+    *n = e - a;
+    return s + a;
+}
+
+/* The label an answer names, or -1. */
+static int32_t match_label(const struct sl_task_config *t, const char *answer)
+{
+    size_t n;
+    const char *a = answer_trim(answer, &n);
+    if (n == 0) return -1;
+    for (size_t k = 0; k < t->n_labels; k++) /* exact */
+        if (strlen(t->labels[k]) == n && !strncasecmp(t->labels[k], a, n)) return (int32_t)k;
+    int32_t best = -1;
+    size_t best_len = 0;
+    for (size_t k = 0; k < t->n_labels; k++) { /* the answer starts with a label */
+        size_t ll = strlen(t->labels[k]);
+        if (ll && ll < n && ll > best_len && !strncasecmp(t->labels[k], a, ll) &&
+            !is_alnum((unsigned char)a[ll]))
+            best = (int32_t)k, best_len = ll;
+    }
+    if (best >= 0) return best;
+    int32_t only = -1;
+    for (size_t k = 0; k < t->n_labels; k++) /* a label starts with the answer */
+        if (strlen(t->labels[k]) > n && !strncasecmp(t->labels[k], a, n)) {
+            if (only >= 0) return -1; /* ambiguous */
+            only = (int32_t)k;
+        }
+    return only;
+}
+
+/* The one label a token's text could begin (ignoring leading blanks and
+ * case), or -1 (none, several, or only blanks). */
+static int32_t token_label(const struct sl_task_config *t, const char *tok)
+{
+    size_t n;
+    const char *a = answer_trim(tok, &n);
+    if (n == 0) return -1;
+    int32_t only = -1;
+    for (size_t k = 0; k < t->n_labels; k++) {
+        size_t ll = strlen(t->labels[k]);
+        bool starts = ll >= n
+                          ? !strncasecmp(t->labels[k], a, n)
+                          : !strncasecmp(t->labels[k], a, ll) && !is_alnum((unsigned char)a[ll]);
+        if (!starts) continue;
+        if (only >= 0) return -1;
+        only = (int32_t)k;
+    }
+    return only;
+}
+
+/* Confidence (and per-label probabilities) of a classify answer from the
+ * log-probabilities of its tokens:
+ *   p_seq = exp(sum of the answer tokens' logprobs), the probability of
+ *   this exact answer text;
+ *   when the answer's first non-blank token already names one label and
+ *   top alternatives came back for it, P(label) = the sum of the
+ *   probabilities of the alternatives that name that same label alone
+ *   ("Spam", " spam", "SP"...), which counts the other spellings p_seq
+ *   misses; probs[] gets that sum for every label.
+ * No logprobs: confidence -1 (none). */
+static int classify_confidence(const struct sl_task_config *t, const struct sl_backend_resp *r,
+                               struct sl_backend_task_resp *out)
+{
+    out->confidence = -1;
+    if (!r->logprobs || r->n_logprobs == 0) return 0;
+    if (out->label < 0) {
+        out->confidence = 0;
+        return 0;
+    }
+    double sum = 0;
+    for (size_t k = 0; k < r->n_logprobs; k++)
+        sum += r->logprobs[k].logprob;
+    out->confidence = exp(sum);
+    size_t f = 0;
+    while (f < r->n_logprobs && token_label(t, r->logprobs[f].token) < 0) {
+        size_t n;
+        answer_trim(r->logprobs[f].token, &n);
+        if (n) return 0; /* the first real token is shared by several labels */
+        f++;
+    }
+    if (f == r->n_logprobs || token_label(t, r->logprobs[f].token) != out->label) return 0;
+    const struct sl_backend_logprob *lp = &r->logprobs[f];
+    if (lp->n_top == 0) return 0;
+    float *probs = calloc(t->n_labels, sizeof *probs);
+    if (!probs) return -1;
+    bool chosen_in_top = false;
+    double mass = 0; /* of the chosen label, in double */
+    for (int q = 0; q < lp->n_top; q++) {
+        if (lp->top[q].token && !strcmp(lp->top[q].token, lp->token)) chosen_in_top = true;
+        int32_t l = token_label(t, lp->top[q].token);
+        if (l >= 0) probs[l] += (float)exp(lp->top[q].logprob);
+        if (l == out->label) mass += exp(lp->top[q].logprob);
+    }
+    if (!chosen_in_top) {
+        probs[out->label] += (float)exp(lp->logprob);
+        mass += exp(lp->logprob);
+    }
+    for (size_t k = 0; k < t->n_labels; k++)
+        if (probs[k] > 1.0f) probs[k] = 1.0f;
+    if (mass > out->confidence) out->confidence = mass > 1 ? 1 : mass;
+    out->probs = probs;
+    out->n_probs = t->n_labels;
+    return 0;
+}
+
+/* The JSON object of an extract answer (```json fences allowed), as
+ * compact text, or NULL with why in msg. */
+static char *extract_object(const char *content, char *msg, size_t n)
+{
+    const char *a = content, *e = content + strlen(content);
+    while (a < e && (*a == ' ' || *a == '\n' || *a == '\r' || *a == '\t'))
+        a++;
+    if (e - a >= 3 && !strncmp(a, "```", 3)) { /* a fenced block */
+        const char *nl = memchr(a, '\n', (size_t)(e - a));
+        a = nl ? nl + 1 : e;
+        const char *close = NULL;
+        for (const char *p = a; p + 3 <= e; p++)
+            if (!strncmp(p, "```", 3)) close = p;
+        if (close) e = close;
+    }
+    json_error_t je;
+    json_t *o = json_loadb(a, (size_t)(e - a), 0, &je);
+    if (!json_is_object(o)) {
+        snprintf(msg, n, "the answer is not a JSON object (%.60s): %.60s",
+                 o ? "another JSON value" : je.text, content);
+        json_decref(o);
+        return NULL;
+    }
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s) snprintf(msg, n, "out of memory");
+    return s;
+}
+
+/* task_api sluice: the first entry of a /v1/classify or /v1/extract answer. */
+struct sluice_task_ctx {
+    const struct sl_task_config *task;
+    bool classify;
+    struct sl_backend_task_resp *out;
+};
+
+static int parse_sluice_task(const struct sl_buf *b, void *ctx, char *msg, size_t n)
+{
+    struct sluice_task_ctx *S = ctx;
+    struct sl_backend_task_resp *r = S->out;
+    json_error_t je;
+    json_t *o = b->p ? json_loadb(b->p, b->len, 0, &je) : NULL;
+    int rc = -1;
+    if (!json_is_object(o)) {
+        snprintf(msg, n, "response is not a JSON object (%s)", o ? "another value" : je.text);
+        goto out;
+    }
+    json_t *d = json_array_get(json_object_get(o, "data"), 0);
+    json_t *conf = json_object_get(d, "confidence");
+    if (!json_is_object(d) || !json_is_number(conf)) {
+        snprintf(msg, n, "response has no data[0] with a confidence");
+        goto out;
+    }
+    r->confidence = json_number_value(conf);
+    if (S->classify) {
+        json_t *lab = json_object_get(d, "label");
+        if (!json_is_string(lab)) {
+            snprintf(msg, n, "response has no data[0].label string");
+            goto out;
+        }
+        r->content = xstrdup(json_string_value(lab));
+        r->label = -1;
+        for (size_t k = 0; k < S->task->n_labels; k++)
+            if (!strcmp(S->task->labels[k], json_string_value(lab))) r->label = (int32_t)k;
+        json_t *probs = json_object_get(d, "probs");
+        if (json_is_object(probs) && S->task->n_labels) {
+            r->probs = calloc(S->task->n_labels, sizeof *r->probs);
+            if (!r->probs) goto oom;
+            r->n_probs = S->task->n_labels;
+            for (size_t k = 0; k < S->task->n_labels; k++) {
+                json_t *p = json_object_get(probs, S->task->labels[k]);
+                if (json_is_number(p)) r->probs[k] = (float)json_number_value(p);
+            }
+        }
+    } else {
+        json_t *out = json_object_get(d, "output");
+        if (!json_is_object(out)) {
+            snprintf(msg, n, "response has no data[0].output object");
+            goto out;
+        }
+        r->json = json_dumps(out, JSON_COMPACT);
+        r->content = xstrdup(r->json);
+        if (!r->json) goto oom;
+    }
+    if (!r->content) goto oom;
+    if (json_is_string(json_object_get(o, "model")))
+        r->model = xstrdup(json_string_value(json_object_get(o, "model")));
+    json_t *u = json_object_get(o, "usage");
+    json_t *pt = json_object_get(u, "prompt_tokens"), *ct = json_object_get(u, "completion_tokens");
+    if (json_is_integer(pt)) r->tokens_in = json_integer_value(pt);
+    if (json_is_integer(ct)) r->tokens_out = json_integer_value(ct);
+    rc = 0;
+    goto out;
+oom:
+    snprintf(msg, n, "out of memory");
+out:
+    if (rc) { /* a retry starts clean */
+        long long ti = r->tokens_in, to = r->tokens_out;
+        sl_backend_task_resp_free(r);
+        r->label = -1;
+        r->confidence = -1;
+        r->tokens_in = ti;
+        r->tokens_out = to;
+    }
+    json_decref(o);
+    return rc;
+}
+
+static int task_sluice(struct http_backend *B, const struct sl_backend_task_req *req, bool classify,
+                       struct sl_backend_task_resp *resp, struct sl_err *err)
+{
+    json_t *o = json_pack("{s:s,s:s,s:[s]}", "model", B->model, "task", req->task->name, "input",
+                          req->input);
+    if (!o) return sl_err_set(err, SL_ENOMEM, "%s: out of memory", __func__);
+    struct sluice_task_ctx S = {req->task, classify, resp};
+    struct sl_backend_resp cr;
+    memset(&cr, 0, sizeof cr);
+    int rc = call(B, classify ? B->url_classify : B->url_extract, o, false, NULL, NULL, &cr,
+                  parse_sluice_task, &S, err);
+    json_decref(o);
+    resp->status = cr.status;
+    resp->http_status = cr.http_status;
+    resp->attempts = cr.attempts;
+    resp->latency_ms = cr.latency_ms;
+    sl_backend_resp_free(&cr);
+    return rc;
+}
+
+static int task_chat(struct http_backend *B, const struct sl_backend_task_req *req, bool classify,
+                     struct sl_backend_task_resp *resp, struct sl_err *err)
+{
+    const struct sl_task_config *t = req->task;
+    struct sl_buf prompt;
+    struct sl_backend_resp cr;
+    json_t *body = NULL;
+    int rc = 0;
+    memset(&cr, 0, sizeof cr);
+    sl_buf_init(&prompt, 0);
+    if (classify ? classify_prompt(&prompt, t, req->input)
+                 : extract_prompt(&prompt, t, req->input)) {
+        rc = sl_err_set(err, SL_ENOMEM, "%s: out of memory", __func__);
+        goto out; /* allocation failure */
+    }
+    struct sl_chat_msg msg = {"user", prompt.p};
+    struct sl_backend_req q;
+    sl_backend_req_init(&q);
+    q.msgs = &msg;
+    q.n_msgs = 1;
+    q.temperature = 0;
+    q.logprobs = true;
+    if (classify) {
+        size_t longest = 0;
+        for (size_t k = 0; k < t->n_labels; k++)
+            longest = SL_MAX(longest, strlen(t->labels[k]));
+        q.max_tokens = (int)SL_MIN(longest + 8, (size_t)128); /* a label, never an essay */
+        q.top_logprobs = TASK_TOP_LOGPROBS;
+    } else {
+        q.max_tokens = t->max_tokens > 0 ? (int)SL_MIN(t->max_tokens, (int64_t)1 << 20)
+                                         : TASK_EXTRACT_MAX_TOKENS;
+    }
+    body = build_body(B, &q, false);
+    if (!body) {
+        rc = sl_err_set(err, SL_ENOMEM, "%s: out of memory", __func__);
+        goto out; /* allocation failure */
+    }
+    if (!classify) {
+        json_error_t je;
+        json_t *schema = json_loads(t->schema ? t->schema : "{}", 0, &je);
+        if (!json_is_object(schema)) {
+            json_decref(schema);
+            rc = sl_err_set(err, SL_EINVAL, "%s: task '%s': schema is not a JSON object", __func__,
+                            t->name);
+            goto out; /* bad task */
+        }
+        json_t *rf = json_pack("{s:s,s:{s:s,s:o,s:b}}", "type", "json_schema", "json_schema",
+                               "name", "extract", "schema", schema, "strict", 1);
+        if (!rf) {
+            rc = sl_err_set(err, SL_ENOMEM, "%s: out of memory", __func__);
+            goto out; /* allocation failure */
+        }
+        json_object_set_new(body, "response_format", rf);
+    }
+    rc = call(B, B->url_chat, body, false, NULL, NULL, &cr, parse_chat, &cr, err);
+    resp->status = cr.status;
+    resp->http_status = cr.http_status;
+    resp->attempts = cr.attempts;
+    resp->latency_ms = cr.latency_ms;
+    if (rc) goto out; /* the call failed: status says how */
+    resp->tokens_in = cr.tokens_in;
+    resp->tokens_out = cr.tokens_out;
+    resp->model = xstrdup(cr.model);
+    resp->content = xstrdup(cr.content);
+    if (!resp->content || (cr.model && !resp->model)) {
+        rc = sl_err_set(err, SL_ENOMEM, "%s: out of memory", __func__);
+        goto out; /* allocation failure */
+    }
+    if (classify) {
+        resp->label = match_label(t, cr.content);
+        if (classify_confidence(t, &cr, resp)) {
+            rc = sl_err_set(err, SL_ENOMEM, "%s: out of memory", __func__);
+            goto out; /* allocation failure */
+        }
+    } else {
+        char why[256];
+        resp->json = extract_object(cr.content, why, sizeof why);
+        if (!resp->json) {
+            resp->status = SL_BACKEND_MALFORMED;
+            rc = sl_err_set(err, SL_EFORMAT, "backend '%s': task '%s': %s", B->name, t->name, why);
+            goto out; /* not an object */
+        }
+        /* the least sure token, as the local extractor's confidence */
+        if (cr.n_logprobs) {
+            double lo = 0;
+            for (size_t k = 0; k < cr.n_logprobs; k++)
+                lo = SL_MIN(lo, cr.logprobs[k].logprob);
+            resp->confidence = exp(lo);
+        }
+    }
+out:
+    json_decref(body);
+    sl_buf_free(&prompt);
+    sl_backend_resp_free(&cr);
+    return rc;
+}
+
+static int h_task(void *ctx, const struct sl_backend_task_req *req,
+                  struct sl_backend_task_resp *resp, struct sl_err *err)
+{
+    struct http_backend *B = ctx;
+    memset(resp, 0, sizeof *resp);
+    resp->label = -1;
+    resp->confidence = -1;
+    resp->tokens_in = resp->tokens_out = -1;
+    if (!req || !req->task || !req->input)
+        return sl_err_set(err, SL_EINVAL, "%s: a task call needs a task and an input", __func__);
+    const struct sl_task_config *t = req->task;
+    bool classify = t->kind == SL_TASK_CLASSIFY;
+    if (!classify && t->kind != SL_TASK_EXTRACT)
+        return sl_err_set(err, SL_EINVAL, "%s: task '%s' is neither classify nor extract", __func__,
+                          t->name ? t->name : "?");
+    if (classify && t->n_labels == 0)
+        return sl_err_set(err, SL_EINVAL, "%s: task '%s' has no labels", __func__, t->name);
+    int rc = B->p.task_api == SL_TASK_API_SLUICE ? task_sluice(B, req, classify, resp, err)
+                                                 : task_chat(B, req, classify, resp, err);
+    if (rc) { /* keep what says how it failed; drop partial answers */
+        struct sl_backend_task_resp keep = {.status = resp->status,
+                                            .http_status = resp->http_status,
+                                            .attempts = resp->attempts,
+                                            .latency_ms = resp->latency_ms,
+                                            .label = -1,
+                                            .confidence = -1,
+                                            .tokens_in = -1,
+                                            .tokens_out = -1};
+        sl_backend_task_resp_free(resp);
+        *resp = keep;
+        if (resp->status == SL_BACKEND_OK) resp->status = SL_BACKEND_MALFORMED;
+    }
+    return rc;
+}
+
 /* ================================================================ life cycle */
 
 static void h_free(void *ctx)
@@ -774,6 +1226,7 @@ static const struct sl_backend_i http_iface = {
     .complete = h_complete,
     .stream = h_stream,
     .embed = h_embed,
+    .task = h_task,
     .free = h_free,
 };
 
@@ -844,6 +1297,8 @@ int sl_backend_http_new(struct sl_backend *out, const struct sl_backend_http_par
     snprintf(B->name, sizeof B->name, "%s", name);
     snprintf(B->url_chat, sizeof B->url_chat, "%.*s/chat/completions", (int)ul, p->base_url);
     snprintf(B->url_embed, sizeof B->url_embed, "%.*s/embeddings", (int)ul, p->base_url);
+    snprintf(B->url_classify, sizeof B->url_classify, "%.*s/classify", (int)ul, p->base_url);
+    snprintf(B->url_extract, sizeof B->url_extract, "%.*s/extract", (int)ul, p->base_url);
     snprintf(B->model, sizeof B->model, "%s", p->model);
     B->rng = p->jitter_seed ? p->jitter_seed : (unsigned)time(NULL) ^ (unsigned)(uintptr_t)B;
     if (!B->rng) B->rng = 1;

@@ -35,6 +35,10 @@ struct sl_backend_http_params {
     void (*sleep_ms)(void *sleep_ctx, long ms);
     void *sleep_ctx;
     unsigned jitter_seed; /* 0: seeded from the clock */
+    /* how classify/extract tasks are sent (enum sl_task_api, config.h):
+     * 0 (default) a chat/completions prompt, 1 a sluice server's
+     * /classify and /extract (docs/router.md "Task calls") */
+    int task_api;
 };
 
 struct sl_backend_http_params sl_backend_http_default_params(void);

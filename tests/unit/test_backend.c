@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "backend/http.h"
+#include "config/config.h"
 #include "support/fake_upstream.h"
 #include "test.h"
 
@@ -730,6 +731,291 @@ static void fake_upstream_program_plays_a_case_and_records_bodies(void)
     unlink(rec);
 }
 
+/* ================================================================ tasks */
+
+static char *task_labels[] = {"spam", "ham", "urgent request"};
+static char *task_descs[] = {"unsolicited advertising", NULL, "needs a reply today"};
+
+static struct sl_task_config classify_task(void)
+{
+    struct sl_task_config t;
+    memset(&t, 0, sizeof t);
+    t.name = "triage";
+    t.kind = SL_TASK_CLASSIFY;
+    t.instruction = "Sort the mail.";
+    t.labels = task_labels;
+    t.descriptions = task_descs;
+    t.n_labels = 3;
+    return t;
+}
+
+static struct sl_task_config extract_task(void)
+{
+    struct sl_task_config t;
+    memset(&t, 0, sizeof t);
+    t.name = "fields";
+    t.kind = SL_TASK_EXTRACT;
+    t.schema = "{\"type\":\"object\",\"properties\":{\"name\":{\"type\":\"string\"}},"
+               "\"required\":[\"name\"]}";
+    t.max_tokens = 64;
+    return t;
+}
+
+/* A chat answer with logprobs: tokens[] with their top alternatives. */
+static char *chat_answer(const char *content, const char *logprobs)
+{
+    char *s = NULL;
+    json_t *c = json_string(content);
+    char *cj = json_dumps(c, JSON_ENCODE_ANY);
+    if (asprintf(&s,
+                 "{\"id\":\"x\",\"model\":\"big-1\",\"choices\":[{\"message\":{\"role\":"
+                 "\"assistant\",\"content\":%s},\"finish_reason\":\"stop\"%s%s%s}],"
+                 "\"usage\":{\"prompt_tokens\":40,\"completion_tokens\":2}}",
+                 cj, logprobs ? ",\"logprobs\":{\"content\":" : "", logprobs ? logprobs : "",
+                 logprobs ? "}" : "") < 0)
+        s = NULL;
+    free(cj);
+    json_decref(c);
+    return s;
+}
+
+static void task_chat_classify_renders_the_task_and_maps_the_answer(void)
+{
+    struct fake_upstream *f = NULL;
+    T_EQ_INT(fu_start(&f), 0);
+    if (!f) return;
+    char *body = chat_answer(
+        "Spam", "[{\"token\":\"Sp\",\"logprob\":-0.1,\"top_logprobs\":["
+                "{\"token\":\"Sp\",\"logprob\":-0.1},{\"token\":\" spam\",\"logprob\":-2.5},"
+                "{\"token\":\"Ham\",\"logprob\":-3.0},{\"token\":\"\\n\",\"logprob\":-6}]},"
+                "{\"token\":\"am\",\"logprob\":-0.01,\"top_logprobs\":[]}]");
+    struct fu_reply r = reply_of(200, body);
+    free(body);
+    fu_set_replies(f, &r, 1);
+    char url[128];
+    struct sleeps sl = {0};
+    struct sl_backend_http_params p = params_for(f, url, sizeof url, &sl);
+    struct sl_backend b;
+    struct sl_err err = {0};
+    T_OK(sl_backend_http_new(&b, &p, &err), &err);
+    T_TRUE(b.iface->task != NULL);
+    struct sl_task_config t = classify_task();
+    struct sl_backend_task_req q = {&t, "Buy cheap watches now!"};
+    struct sl_backend_task_resp resp;
+    T_OK(b.iface->task(b.ctx, &q, &resp, &err), &err);
+    T_EQ_INT(resp.status, SL_BACKEND_OK);
+    T_EQ_INT(resp.label, 0);
+    T_EQ_STR(resp.content, "Spam");
+    T_EQ_STR(resp.model, "big-1");
+    T_EQ_INT(resp.tokens_in, 40);
+    /* "Sp" and " spam" both name spam alone: their mass, not p("Sp")*p("am") */
+    T_NEAR(resp.confidence, exp(-0.1) + exp(-2.5), 1e-6);
+    T_EQ_INT(resp.n_probs, 3);
+    if (resp.probs) T_NEAR(resp.probs[1], exp(-3.0), 1e-6);
+    sl_backend_task_resp_free(&resp);
+    /* what the upstream got: one prompt with the whole task */
+    T_EQ_STR(fu_request_path(f, 0), "/v1/chat/completions");
+    json_t *o = json_loads(fu_request_body(f, 0), 0, NULL);
+    const char *prompt = json_string_value(
+        json_object_get(json_array_get(json_object_get(o, "messages"), 0), "content"));
+    T_TRUE(prompt && strstr(prompt, "Sort the mail."));
+    T_TRUE(prompt && strstr(prompt, "- spam: unsolicited advertising\n"));
+    T_TRUE(prompt && strstr(prompt, "- ham\n"));
+    T_TRUE(prompt && strstr(prompt, "Input: Buy cheap watches now!"));
+    T_TRUE(prompt && strstr(prompt, "Answer with exactly one label"));
+    T_NEAR(json_number_value(json_object_get(o, "temperature")), 0, 0);
+    T_TRUE(json_is_true(json_object_get(o, "logprobs")));
+    T_TRUE(json_integer_value(json_object_get(o, "top_logprobs")) > 0);
+    T_TRUE(json_integer_value(json_object_get(o, "max_tokens")) > 0 &&
+           json_integer_value(json_object_get(o, "max_tokens")) <= 128);
+    json_decref(o);
+    b.iface->free(b.ctx);
+    fu_stop(f);
+}
+
+/* Answers that need trimming, a prefix match, or match nothing. */
+static void task_chat_classify_matches_labels_loosely_but_not_wrongly(void)
+{
+    struct fake_upstream *f = NULL;
+    T_EQ_INT(fu_start(&f), 0);
+    if (!f) return;
+    static const struct {
+        const char *answer;
+        int label;
+    } cases[] = {
+        {" \"HAM\".\n", 1},     {"Label: spam", 0}, {"ham, because it is a normal mail", 1},
+        {"urgent", 2},          /* the one label that starts with it */
+        {"urgent request!", 2}, /* starts with a label */
+        {"hamster", -1},        /* a label, then more of a word */
+        {"phishing", -1},       {"", -1},
+    };
+    enum { N = sizeof cases / sizeof *cases };
+    struct fu_reply r[N];
+    for (int k = 0; k < N; k++) {
+        char *body = chat_answer(cases[k].answer, NULL);
+        r[k] = reply_of(200, body);
+        free(body);
+    }
+    fu_set_replies(f, r, N);
+    char url[128];
+    struct sleeps sl = {0};
+    struct sl_backend_http_params p = params_for(f, url, sizeof url, &sl);
+    struct sl_backend b;
+    struct sl_err err = {0};
+    T_OK(sl_backend_http_new(&b, &p, &err), &err);
+    struct sl_task_config t = classify_task();
+    struct sl_backend_task_req q = {&t, "hello"};
+    for (int k = 0; k < N; k++) {
+        struct sl_backend_task_resp resp;
+        T_OK(b.iface->task(b.ctx, &q, &resp, &err), &err);
+        if (resp.label != cases[k].label)
+            T_FAIL_AT("answer '%s' -> label %d, want %d", cases[k].answer, (int)resp.label,
+                      cases[k].label);
+        /* no logprobs came back: no confidence */
+        T_TRUE(resp.confidence < 0);
+        sl_backend_task_resp_free(&resp);
+    }
+    b.iface->free(b.ctx);
+    fu_stop(f);
+}
+
+static void task_chat_extract_sends_the_schema_and_parses_the_object(void)
+{
+    struct fake_upstream *f = NULL;
+    T_EQ_INT(fu_start(&f), 0);
+    if (!f) return;
+    char *b1 = chat_answer("```json\n{\"name\": \"Ann\"}\n```",
+                           "[{\"token\":\"{\",\"logprob\":-0.01},{\"token\":\"Ann\","
+                           "\"logprob\":-0.5},{\"token\":\"}\",\"logprob\":0}]");
+    char *b2 = chat_answer("Sorry, I cannot help with that.", NULL);
+    struct fu_reply r[2] = {reply_of(200, b1), reply_of(200, b2)};
+    free(b1);
+    free(b2);
+    fu_set_replies(f, r, 2);
+    char url[128];
+    struct sleeps sl = {0};
+    struct sl_backend_http_params p = params_for(f, url, sizeof url, &sl);
+    struct sl_backend b;
+    struct sl_err err = {0};
+    T_OK(sl_backend_http_new(&b, &p, &err), &err);
+    struct sl_task_config t = extract_task();
+    struct sl_backend_task_req q = {&t, "Ann wrote to us."};
+    struct sl_backend_task_resp resp;
+    T_OK(b.iface->task(b.ctx, &q, &resp, &err), &err);
+    T_EQ_STR(resp.json, "{\"name\":\"Ann\"}");
+    T_NEAR(resp.confidence, exp(-0.5), 1e-9); /* the least sure token */
+    sl_backend_task_resp_free(&resp);
+    json_t *o = json_loads(fu_request_body(f, 0), 0, NULL);
+    json_t *rf = json_object_get(o, "response_format");
+    T_EQ_STR(json_string_value(json_object_get(rf, "type")), "json_schema");
+    json_t *schema = json_object_get(json_object_get(rf, "json_schema"), "schema");
+    T_EQ_STR(json_string_value(json_object_get(schema, "type")), "object");
+    T_EQ_INT(json_integer_value(json_object_get(o, "max_tokens")), 64);
+    json_decref(o);
+    /* prose instead of an object: malformed, so the router falls back */
+    T_EQ_INT(b.iface->task(b.ctx, &q, &resp, &err), SL_EFORMAT);
+    T_EQ_INT(resp.status, SL_BACKEND_MALFORMED);
+    T_TRUE(resp.json == NULL);
+    T_TRUE(strstr(err.msg, "not a JSON object") != NULL);
+    sl_backend_task_resp_free(&resp);
+    b.iface->free(b.ctx);
+    fu_stop(f);
+}
+
+static void task_sluice_api_posts_to_the_task_endpoints(void)
+{
+    struct fake_upstream *f = NULL;
+    T_EQ_INT(fu_start(&f), 0);
+    if (!f) return;
+    struct fu_reply r[3] = {
+        reply_of(503, "{\"error\":{\"message\":\"busy\"}}"),
+        reply_of(200, "{\"object\":\"list\",\"model\":\"qwen-big\",\"task\":\"triage\","
+                      "\"data\":[{\"index\":0,\"label\":\"ham\",\"probs\":{\"spam\":0.1,"
+                      "\"ham\":0.85,\"urgent request\":0.05},\"confidence\":0.85,"
+                      "\"margin\":0.75,\"entropy\":0.5}],\"usage\":{\"prompt_tokens\":12,"
+                      "\"completion_tokens\":0,\"total_tokens\":12}}"),
+        reply_of(200, "{\"object\":\"list\",\"model\":\"qwen-big\",\"data\":[{\"index\":0,"
+                      "\"output\":{\"name\":\"Ann\"},\"output_text\":\"{\\\"name\\\":"
+                      "\\\"Ann\\\"}\",\"confidence\":0.7,\"confidence_mean\":0.9,"
+                      "\"fields\":{}}],\"usage\":{\"prompt_tokens\":9,"
+                      "\"completion_tokens\":6}}"),
+    };
+    fu_set_replies(f, r, 3);
+    char url[128];
+    struct sleeps sl = {0};
+    struct sl_backend_http_params p = params_for(f, url, sizeof url, &sl);
+    p.task_api = SL_TASK_API_SLUICE;
+    struct sl_backend b;
+    struct sl_err err = {0};
+    T_OK(sl_backend_http_new(&b, &p, &err), &err);
+    struct sl_task_config t = classify_task();
+    struct sl_backend_task_req q = {&t, "Lunch tomorrow?"};
+    struct sl_backend_task_resp resp;
+    T_OK(b.iface->task(b.ctx, &q, &resp, &err), &err);
+    T_EQ_INT(resp.attempts, 2); /* the 503 was retried like any call */
+    T_EQ_INT(resp.label, 1);
+    T_NEAR(resp.confidence, 0.85, 1e-9);
+    T_EQ_INT(resp.n_probs, 3);
+    if (resp.probs) T_NEAR(resp.probs[2], 0.05, 1e-6);
+    T_EQ_STR(resp.model, "qwen-big");
+    T_EQ_INT(resp.tokens_in, 12);
+    sl_backend_task_resp_free(&resp);
+    T_EQ_STR(fu_request_path(f, 1), "/v1/classify");
+    json_t *o = json_loads(fu_request_body(f, 1), 0, NULL);
+    T_EQ_STR(json_string_value(json_object_get(o, "model")), "big-1");
+    T_EQ_STR(json_string_value(json_object_get(o, "task")), "triage");
+    T_EQ_STR(json_string_value(json_array_get(json_object_get(o, "input"), 0)), "Lunch tomorrow?");
+    json_decref(o);
+    struct sl_task_config x = extract_task();
+    q.task = &x;
+    T_OK(b.iface->task(b.ctx, &q, &resp, &err), &err);
+    T_EQ_STR(fu_request_path(f, 2), "/v1/extract");
+    T_EQ_STR(resp.json, "{\"name\":\"Ann\"}");
+    T_NEAR(resp.confidence, 0.7, 1e-9);
+    T_EQ_INT(resp.tokens_out, 6);
+    sl_backend_task_resp_free(&resp);
+    b.iface->free(b.ctx);
+    fu_stop(f);
+}
+
+static void task_failures_report_their_status(void)
+{
+    struct fake_upstream *f = NULL;
+    T_EQ_INT(fu_start(&f), 0);
+    if (!f) return;
+    struct fu_reply r[2] = {reply_of(404, "{\"error\":{\"message\":\"no such task\"}}"),
+                            reply_of(200, "{\"data\":[]}")};
+    fu_set_replies(f, r, 2);
+    char url[128];
+    struct sleeps sl = {0};
+    struct sl_backend_http_params p = params_for(f, url, sizeof url, &sl);
+    p.task_api = SL_TASK_API_SLUICE;
+    struct sl_backend b;
+    struct sl_err err = {0};
+    T_OK(sl_backend_http_new(&b, &p, &err), &err);
+    struct sl_task_config t = classify_task();
+    struct sl_backend_task_req q = {&t, "x"};
+    struct sl_backend_task_resp resp;
+    T_TRUE(b.iface->task(b.ctx, &q, &resp, &err) < 0);
+    T_EQ_INT(resp.status, SL_BACKEND_HTTP);
+    T_EQ_INT(resp.http_status, 404);
+    T_TRUE(strstr(err.msg, "no such task") != NULL);
+    sl_backend_task_resp_free(&resp);
+    T_TRUE(b.iface->task(b.ctx, &q, &resp, &err) < 0);
+    T_EQ_INT(resp.status, SL_BACKEND_MALFORMED);
+    T_EQ_INT(resp.label, -1);
+    sl_backend_task_resp_free(&resp);
+    /* a task that is not classify/extract is refused before any call */
+    struct sl_task_config g = classify_task();
+    g.kind = SL_TASK_GENERATE;
+    q.task = &g;
+    T_EQ_INT(b.iface->task(b.ctx, &q, &resp, &err), SL_EINVAL);
+    sl_backend_task_resp_free(&resp);
+    T_EQ_INT(fu_n_requests(f), 2);
+    b.iface->free(b.ctx);
+    fu_stop(f);
+}
+
 int main(void)
 {
     T_RUN(backend_cases_from_files);
@@ -744,5 +1030,10 @@ int main(void)
     T_RUN(embeddings_come_back_in_index_order);
     T_RUN(http_backend_is_thread_safe);
     T_RUN(fake_upstream_program_plays_a_case_and_records_bodies);
+    T_RUN(task_chat_classify_renders_the_task_and_maps_the_answer);
+    T_RUN(task_chat_classify_matches_labels_loosely_but_not_wrongly);
+    T_RUN(task_chat_extract_sends_the_schema_and_parses_the_object);
+    T_RUN(task_sluice_api_posts_to_the_task_endpoints);
+    T_RUN(task_failures_report_their_status);
     return t_done();
 }
