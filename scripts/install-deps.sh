@@ -12,6 +12,7 @@ pkgs=(
   libmicrohttpd-dev libyaml-dev
   libcurl4-openssl-dev libpcre2-dev libsqlite3-dev libpq-dev
   postgresql
+  sqlite3
 )
 # Node.js and npm run the end-to-end tests (tests/e2e, the openai client).
 # A Node that is already installed (with its own npm) is kept; otherwise

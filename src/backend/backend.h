@@ -22,13 +22,13 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "engine/chat.h"
 
 /* ------------------------------------------------------------------ request */
 
-struct sl_chat_msg {
-    const char *role;    /* "system", "user", "assistant" */
-    const char *content; /* UTF-8, NUL-terminated */
-};
+/* struct sl_chat_msg {role, content}: one message, as the engine's chat
+ * templates take it (engine/chat.h), so a server request's messages pass
+ * to a backend unchanged. */
 
 #define SL_BACKEND_MAX_STOP 4
 

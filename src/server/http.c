@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +85,20 @@ void sl_http_error(struct sl_http_resp *resp, int status, const char *type, cons
     resp->body = sl_buf_take(&b, &resp->body_len); /* NULL on allocation failure: empty body */
 }
 
+void sl_http_header(struct sl_http_resp *resp, const char *name, const char *fmt, ...)
+{
+    if (resp->n_headers >= SL_HTTP_MAX_HEADERS) return;
+    char *n = resp->headers[resp->n_headers].name, *v = resp->headers[resp->n_headers].value;
+    snprintf(n, sizeof resp->headers[0].name, "%s", name);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v, sizeof resp->headers[0].value, fmt, ap);
+    va_end(ap);
+    for (char *p = v; *p; p++)
+        if (*p == '\r' || *p == '\n') *p = ' ';
+    resp->n_headers++;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Responses                                                                */
 /* ------------------------------------------------------------------------ */
@@ -142,6 +157,8 @@ static enum MHD_Result queue(struct MHD_Connection *c, struct sl_http_resp *r)
         snprintf(v, sizeof v, "%d", r->retry_after);
         MHD_add_response_header(mr, "Retry-After", v);
     }
+    for (int i = 0; i < r->n_headers && i < SL_HTTP_MAX_HEADERS; i++)
+        MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
     enum MHD_Result ok = MHD_queue_response(c, (unsigned)r->status, mr);
     MHD_destroy_response(mr);
     return ok;

@@ -38,12 +38,20 @@ struct sl_http_req {
 #define SL_HTTP_STREAM_ERROR (-2L)
 typedef long (*sl_http_stream_fn)(void *ctx, char *buf, size_t max);
 
+#define SL_HTTP_MAX_HEADERS 10
+
 struct sl_http_resp {
     int status;
     const char *content_type; /* static string */
     char *body;               /* owned (malloc'd), freed by the transport */
     size_t body_len;
-    int retry_after;          /* seconds, 0 = no Retry-After header */
+    int retry_after; /* seconds, 0 = no Retry-After header */
+    /* extra headers (x-sluice-*), set with sl_http_header */
+    struct {
+        char name[32];
+        char value[224];
+    } headers[SL_HTTP_MAX_HEADERS];
+    int n_headers;
     sl_http_stream_fn stream; /* optional: NULL means the body above */
     void *stream_ctx;
     void (*stream_free)(void *ctx); /* optional: called once when the response is done */
@@ -84,5 +92,10 @@ bool sl_http_peer_gone(int fd);
  * resp; message is escaped here. type/code may be NULL (JSON null). */
 void sl_http_error(struct sl_http_resp *resp, int status, const char *type, const char *code,
                    const char *param, const char *message);
+
+/* Add a header "name: value" to resp (printf-style value, cut at 223
+ * bytes; CR/LF become spaces). Past SL_HTTP_MAX_HEADERS it is dropped. */
+void sl_http_header(struct sl_http_resp *resp, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -9,6 +9,12 @@
  *   POST /v1/embeddings          pooled, L2-normalized hidden states
  *   POST /v1/classify            label scoring (a configured task or ad-hoc labels)
  *   POST /v1/extract             schema-constrained JSON (a configured task or ad-hoc schema)
+ *   POST /v1/feedback            the true answer of a logged request
+ *
+ * A "model" that names a route (routes: in the config) goes through the
+ * router instead: chat completions (streamed too), classify and extract;
+ * the answer carries a `sluice` object and x-sluice-* headers. With a
+ * request log (log:), requests straight to a model are logged too.
  *
  * Chat completions take response_format json_schema / json_object: the
  * schema is compiled to a grammar here and the job's sampler enforces it.
@@ -18,18 +24,23 @@
  */
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../engine/grammar.h"
 #include "../engine/vocab.h"
+#include "../router/router.h"
+#include "../store/store.h"
 #include "../tasks/classify.h"
 #include "../tasks/extract.h"
 #include "../tasks/schema.h"
 #include "request.h"
 #include "server.h"
 #include "sse.h"
+#include "task_job.h"
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                            */
@@ -283,9 +294,12 @@ static void gen_free(struct gen *g)
     free(g);
 }
 
+static void log_gen(struct gen *g, int status);
+
 static void gen_stream_free(void *ctx)
 {
     struct gen *g = ctx;
+    if (g->status == 200) log_gen(g, 200);
     sl_metrics_request(&g->srv->metrics, g->route, g->status, (sl_sched_now_ms() - g->t0) / 1e3);
     gen_free(g);
 }
@@ -927,6 +941,660 @@ static int gen_grammar(struct gen *g, struct sl_http_resp *resp)
     return 0;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Routes: a "model" that names a route goes through the router             */
+/* ------------------------------------------------------------------------ */
+
+static bool is_route(const struct sl_server *s, const char *name)
+{
+    return s->router && name && sl_router_has_route(s->router, name);
+}
+
+static json_t *num_or_null(double v)
+{
+    return v < 0 || !isfinite(v) ? json_null() : json_real(v);
+}
+
+/* A string (invalid UTF-8 replaced) or null. */
+static json_t *jstr(const char *t)
+{
+    return t ? json_text(t, strlen(t)) : json_null();
+}
+
+/* The `sluice` object of a routed answer: what happened and what it cost.
+ * Built field by field so no odd byte in a note or model name loses it. */
+static json_t *sluice_json(const struct sl_route_result *res, const char *id, const char *route)
+{
+    json_t *stages = json_array();
+    for (size_t i = 0; i < res->n_stages; i++) {
+        const struct sl_route_stage *st = &res->stages[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "backend", jstr(st->backend));
+        json_object_set_new(o, "called", json_boolean(st->called));
+        json_object_set_new(o, "accepted", json_boolean(st->accepted));
+        json_object_set_new(o, "status", json_string(sl_backend_status_name(st->status)));
+        if (st->http_status) json_object_set_new(o, "http_status", json_integer(st->http_status));
+        json_object_set_new(o, "confidence", num_or_null(st->confidence));
+        json_object_set_new(o, "threshold", num_or_null(st->threshold));
+        json_object_set_new(o, "latency_ms", json_real(st->latency_ms));
+        json_object_set_new(o, "cost", json_real(st->cost));
+        json_object_set_new(o, "tokens_in", json_integer((json_int_t)st->tokens_in));
+        json_object_set_new(o, "tokens_out", json_integer((json_int_t)st->tokens_out));
+        json_object_set_new(o, "note", jstr(st->note));
+        json_array_append_new(stages, o);
+    }
+    json_t *o = json_object(), *pii = json_object();
+    json_object_set_new(o, "request_id", jstr(id));
+    json_object_set_new(o, "route", jstr(route));
+    json_object_set_new(o, "decision", jstr(res->decision ? res->decision : "failed"));
+    json_object_set_new(o, "reason", jstr(res->reason));
+    json_object_set_new(o, "escalated", json_boolean(res->escalated));
+    json_object_set_new(o, "backend", jstr(res->backend));
+    json_object_set_new(o, "model", jstr(res->model));
+    json_object_set_new(o, "confidence", num_or_null(res->confidence));
+    json_object_set_new(o, "cost", json_real(res->cost));
+    json_object_set_new(o, "latency_ms", json_real(res->latency_ms));
+    json_object_set_new(pii, "spans", json_integer((json_int_t)res->pii_spans));
+    json_object_set_new(pii, "action", jstr(res->pii_action ? res->pii_action : "none"));
+    json_object_set_new(o, "pii", pii);
+    json_object_set_new(o, "stages", stages);
+    return o;
+}
+
+static void route_headers(struct sl_http_resp *resp, const struct sl_route_result *res,
+                          const char *id, const char *route)
+{
+    sl_http_header(resp, "x-sluice-request-id", "%s", id);
+    sl_http_header(resp, "x-sluice-route", "%s", route);
+    sl_http_header(resp, "x-sluice-backend", "%s", res->backend);
+    sl_http_header(resp, "x-sluice-decision", "%s", res->decision ? res->decision : "failed");
+    if (res->confidence >= 0)
+        sl_http_header(resp, "x-sluice-confidence", "%.4f", res->confidence);
+    else
+        sl_http_header(resp, "x-sluice-confidence", "none");
+    sl_http_header(resp, "x-sluice-cost", "%.8f", res->cost);
+    sl_http_header(resp, "x-sluice-latency-ms", "%.2f", res->latency_ms);
+}
+
+/* Count one routed request for /metrics. */
+static void route_count(struct sl_server *s, const char *route, const struct sl_route_result *res)
+{
+    pthread_mutex_lock(&s->route_mu);
+    for (size_t i = 0; i < s->cfg->n_routes; i++) {
+        struct sl_route_stats *st = &s->route_stats[i];
+        if (strcmp(st->name, route)) continue;
+        st->requests++;
+        if (res->escalated) st->escalations++;
+        if (res->decision && !strcmp(res->decision, "fallback")) st->fallbacks++;
+        if (res->status != 200) st->failures++;
+        st->cost += res->cost;
+        break;
+    }
+    pthread_mutex_unlock(&s->route_mu);
+}
+
+/* The error body of a failed routed request: OpenAI's shape plus `sluice`. */
+static json_t *route_error_json(const struct sl_route_result *res, const char *id,
+                                const char *route)
+{
+    int st = res->status;
+    const char *type = st == 429               ? "rate_limit_error"
+                       : st >= 400 && st < 500 ? "invalid_request_error"
+                                               : "server_error";
+    const char *code = st == 404 ? "not_found" : st == 502 ? "upstream_error" : NULL;
+    json_t *e = json_object(), *o = json_object();
+    json_object_set_new(e, "message", jstr(res->error ? res->error : "the route failed"));
+    json_object_set_new(e, "type", json_string(type));
+    json_object_set_new(e, "param", json_null());
+    json_object_set_new(e, "code", jstr(code));
+    json_object_set_new(o, "error", e);
+    json_object_set_new(o, "sluice", sluice_json(res, id, route));
+    return o;
+}
+
+/* Request metadata (the OpenAI "metadata" object of strings) for rules. */
+static size_t route_meta(const json_t *root, struct sl_route_meta *meta, size_t max)
+{
+    const json_t *md = root ? json_object_get(root, "metadata") : NULL;
+    const char *k;
+    json_t *v;
+    size_t n = 0;
+    if (!json_is_object(md)) return 0;
+    json_object_foreach((json_t *)md, k, v)
+    {
+        if (n < max && json_is_string(v))
+            meta[n++] = (struct sl_route_meta){k, json_string_value(v)};
+    }
+    return n;
+}
+
+/* Classify/extract through a route: one routed request per input. */
+static void handle_routed_task(struct sl_server *s, const struct sl_key_config *key,
+                               const struct sl_req *r, struct sl_http_resp *resp)
+{
+    bool classify = r->kind == SL_REQ_CLASSIFY;
+    const char *route = r->model;
+    if (!key_allows(key, route)) {
+        reply_err(resp, 403, "permission_error", "model_not_allowed", "model",
+                  "This API key may not use the route '%s'.", route);
+        return;
+    }
+    const struct sl_route_config *rc_ = sl_config_route(s->cfg, route);
+    const char *task = r->task ? r->task : rc_ ? rc_->task : NULL;
+    const struct sl_task_config *tc = task ? sl_config_task(s->cfg, task) : NULL;
+    if (!task) {
+        reply_err(resp, 400, "invalid_request_error", NULL, "task",
+                  "The route '%s' needs a configured \"task\" (it has no default task).", route);
+        return;
+    }
+    if (!tc) {
+        reply_err(resp, 404, "invalid_request_error", "task_not_found", "task",
+                  "The task '%s' is not configured on this server.", task);
+        return;
+    }
+    if (tc->kind != (classify ? SL_TASK_CLASSIFY : SL_TASK_EXTRACT)) {
+        reply_err(resp, 400, "invalid_request_error", NULL, "task",
+                  "The task '%s' is not a %s task.", task, classify ? "classify" : "extract");
+        return;
+    }
+    if (r->labels || r->schema) {
+        reply_err(resp, 400, "invalid_request_error", NULL, classify ? "labels" : "schema",
+                  "A route runs configured tasks only; name one with \"task\".");
+        return;
+    }
+    struct sl_route_meta meta[SL_CONFIG_MAX_META];
+    size_t n_meta = route_meta(r->root, meta, SL_CONFIG_MAX_META);
+    json_t *data = json_array();
+    struct sl_buf ids;
+    sl_buf_init(&ids, 0);
+    long long n_in = 0, n_out = 0;
+    for (size_t i = 0; i < r->n_prompts; i++) {
+        char id[48];
+        struct sl_err err = {0};
+        struct sl_route_result res = {0};
+        make_id(s, classify ? "cls" : "ext", id, sizeof id);
+        struct sl_route_req rr = {
+            .id = id,
+            .route = route,
+            .kind = classify ? SL_RREQ_CLASSIFY : SL_RREQ_EXTRACT,
+            .task = task,
+            .input = r->prompts[i].text,
+            .api_key = key ? key->name : NULL,
+            .meta = meta,
+            .n_meta = n_meta,
+        };
+        int rc = sl_router_route(s->router, &rr, &res, &err);
+        if (rc && !res.status) res.status = rc == SL_ENOMEM ? 500 : 400;
+        if (rc && !res.error) res.error = strdup(err.msg);
+        route_count(s, route, &res);
+        if (ids.len) sl_buf_append(&ids, ",", 1);
+        sl_buf_append(&ids, id, strlen(id));
+        if (res.status != 200) {
+            json_decref(data);
+            reply_json(resp, res.status, route_error_json(&res, id, route));
+            route_headers(resp, &res, id, route);
+            sl_route_result_free(&res);
+            sl_buf_free(&ids);
+            return;
+        }
+        json_t *d = json_pack("{s:I}", "index", (json_int_t)i);
+        if (classify) {
+            const char *lb = res.content ? res.content : "";
+            json_object_set_new(d, "label", json_text(lb, strlen(lb)));
+            if (res.probs && res.n_probs == tc->n_labels) {
+                json_t *probs = json_object();
+                for (size_t k = 0; k < res.n_probs; k++)
+                    json_object_set_new(probs, tc->labels[k], json_real(res.probs[k]));
+                json_object_set_new(d, "probs", probs);
+            }
+        } else {
+            const char *txt = res.content ? res.content : "null";
+            json_t *out = json_loads(txt, JSON_DECODE_ANY, NULL);
+            json_object_set_new(d, "output", out ? out : json_null());
+            json_object_set_new(d, "output_text", json_text(txt, strlen(txt)));
+        }
+        json_object_set_new(d, "confidence", num_or_null(res.confidence));
+        json_object_set_new(d, "sluice", sluice_json(&res, id, route));
+        json_array_append_new(data, d);
+        n_in += res.tokens_in > 0 ? res.tokens_in : 0;
+        n_out += res.tokens_out > 0 ? res.tokens_out : 0;
+        if (r->n_prompts == 1) route_headers(resp, &res, id, route);
+        sl_route_result_free(&res);
+    }
+    json_t *body = json_pack("{s:s,s:o,s:s,s:s,s:{s:I,s:I,s:I}}", "object", "list", "data", data,
+                             "model", route, "task", task, "usage", "prompt_tokens",
+                             (json_int_t)n_in, "completion_tokens", (json_int_t)n_out,
+                             "total_tokens", (json_int_t)(n_in + n_out));
+    if (body && r->n_prompts == 1)
+        json_object_set(
+            body, "sluice",
+            json_object_get(json_array_get(json_object_get(body, "data"), 0), "sluice"));
+    reply_json(resp, 200, body);
+    if (r->n_prompts > 1)
+        sl_http_header(resp, "x-sluice-request-id", "%.*s", (int)SL_MIN(ids.len, 200), ids.p);
+    sl_buf_free(&ids);
+}
+
+/* --- chat through a route ------------------------------------------------ */
+
+struct rchat {
+    struct sl_server *s;
+    struct sl_req req; /* owned: the messages point into it */
+    const char *route;
+    char id[48];
+    long long created;
+    double t0;
+    int fd;
+    struct sl_backend_req breq;
+    struct sl_route_meta meta[SL_CONFIG_MAX_META];
+    struct sl_route_req rr;
+    struct sl_route_result res;
+    int rc;
+    struct sl_err err;
+    /* streaming: the routing thread appends SSE bytes to q */
+    pthread_t th;
+    bool started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct sl_buf q;
+    size_t q_off;
+    bool done;
+    atomic_bool cancel;
+    double last_send_ms;
+    int status;
+};
+
+static void rchat_free(struct rchat *c)
+{
+    if (!c) return;
+    if (c->started) {
+        atomic_store(&c->cancel, true);
+        pthread_join(c->th, NULL);
+    }
+    sl_route_result_free(&c->res);
+    sl_req_free(&c->req);
+    sl_buf_free(&c->q);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+    free(c);
+}
+
+static void rchat_route(struct rchat *c)
+{
+    memset(&c->err, 0, sizeof c->err);
+    c->rc = sl_router_route(c->s->router, &c->rr, &c->res, &c->err);
+    if (c->rc && !c->res.status) c->res.status = c->rc == SL_ENOMEM ? 500 : 400;
+    if (c->rc && !c->res.error) c->res.error = strdup(c->err.msg);
+    route_count(c->s, c->route, &c->res);
+}
+
+static json_t *rchat_usage(const struct rchat *c)
+{
+    long long in = c->res.tokens_in > 0 ? c->res.tokens_in : 0;
+    long long out = c->res.tokens_out > 0 ? c->res.tokens_out : 0;
+    return json_pack("{s:I,s:I,s:I}", "prompt_tokens", (json_int_t)in, "completion_tokens",
+                     (json_int_t)out, "total_tokens", (json_int_t)(in + out));
+}
+
+static json_t *rchat_chunk(const struct rchat *c, json_t *delta, const char *finish)
+{
+    return json_pack("{s:s,s:s,s:I,s:s,s:s,s:[{s:i,s:o,s:n,s:o}]}", "id", c->id, "object",
+                     "chat.completion.chunk", "created", (json_int_t)c->created, "model", c->route,
+                     "system_fingerprint", "sluice", "choices", "index", 0, "delta", delta,
+                     "logprobs", "finish_reason", finish ? json_string(finish) : json_null());
+}
+
+/* Append one SSE event (takes obj); caller holds c->mu. */
+static void rchat_event(struct rchat *c, json_t *obj)
+{
+    char *t = obj ? json_dumps(obj, JSON_COMPACT) : NULL;
+    if (obj) json_decref(obj);
+    if (t) sl_sse_data(&c->q, t, strlen(t));
+    free(t);
+    pthread_cond_signal(&c->cv);
+}
+
+static int rchat_on_chunk(void *user, const struct sl_backend_chunk *ch)
+{
+    struct rchat *c = user;
+    if (atomic_load(&c->cancel)) return 1;
+    if (!ch->delta_len) return 0;
+    json_t *d = json_object();
+    json_object_set_new(d, "content", json_text(ch->delta, ch->delta_len));
+    pthread_mutex_lock(&c->mu);
+    rchat_event(c, rchat_chunk(c, d, NULL));
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+static void *rchat_thread(void *arg)
+{
+    struct rchat *c = arg;
+    rchat_route(c);
+    pthread_mutex_lock(&c->mu);
+    if (c->res.status == 200) {
+        json_t *last =
+            rchat_chunk(c, json_object(), c->res.finish_reason ? c->res.finish_reason : "stop");
+        if (last) json_object_set_new(last, "sluice", sluice_json(&c->res, c->id, c->route));
+        rchat_event(c, last);
+        if (c->req.include_usage) {
+            json_t *u =
+                json_pack("{s:s,s:s,s:I,s:s,s:[]}", "id", c->id, "object", "chat.completion.chunk",
+                          "created", (json_int_t)c->created, "model", c->route, "choices");
+            if (u) json_object_set_new(u, "usage", rchat_usage(c));
+            rchat_event(c, u);
+        }
+    } else {
+        rchat_event(c, route_error_json(&c->res, c->id, c->route));
+    }
+    c->status = c->res.status;
+    sl_sse_done(&c->q);
+    c->done = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+static long rchat_stream(void *ctx, char *buf, size_t max)
+{
+    struct rchat *c = ctx;
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        if (c->q_off < c->q.len) {
+            size_t n = SL_MIN(max, c->q.len - c->q_off);
+            memcpy(buf, c->q.p + c->q_off, n);
+            c->q_off += n;
+            if (c->q_off == c->q.len) c->q.len = c->q_off = 0;
+            c->last_send_ms = sl_sched_now_ms();
+            pthread_mutex_unlock(&c->mu);
+            return (long)n;
+        }
+        if (c->done) {
+            pthread_mutex_unlock(&c->mu);
+            return SL_HTTP_STREAM_END;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+        if (c->q_off < c->q.len || c->done) continue;
+        if (sl_http_peer_gone(c->fd)) {
+            atomic_store(&c->cancel, true);
+            c->status = 499;
+            pthread_mutex_unlock(&c->mu);
+            return SL_HTTP_STREAM_ERROR;
+        }
+        /* nothing yet (an earlier tier is still thinking): a comment keeps
+           the connection inside server.idle_timeout_s */
+        if (sl_sched_now_ms() - c->last_send_ms >
+            (double)c->s->cfg->server.idle_timeout_s * 1e3 / 3)
+            sl_buf_append(&c->q, ": keep-alive\n\n", 14);
+    }
+}
+
+static void rchat_stream_free(void *ctx)
+{
+    struct rchat *c = ctx;
+    struct sl_server *s = c->s;
+    double t0 = c->t0;
+    atomic_store(&c->cancel, true);
+    if (c->started) pthread_join(c->th, NULL);
+    c->started = false;
+    int status = c->status ? c->status : 200;
+    rchat_free(c);
+    sl_metrics_request(&s->metrics, "/v1/chat/completions", status, (sl_sched_now_ms() - t0) / 1e3);
+}
+
+/* Chat completions whose model is a route. Takes over g->req. */
+static void handle_routed_chat(struct gen *g, const struct sl_key_config *key,
+                               struct sl_http_resp *resp)
+{
+    struct sl_server *s = g->srv;
+    const char *route = g->req.model;
+    if (!key_allows(key, route)) {
+        reply_err(resp, 403, "permission_error", "model_not_allowed", "model",
+                  "This API key may not use the route '%s'.", route);
+        return;
+    }
+    if (g->req.n > 1) {
+        reply_err(resp, 400, "invalid_request_error", NULL, "n",
+                  "The route '%s' answers one choice per request (n = 1); send n > 1 to a model.",
+                  route);
+        return;
+    }
+    if (g->req.response_schema || g->req.json_object) {
+        reply_err(resp, 400, "invalid_request_error", NULL, "response_format",
+                  "The route '%s' cannot enforce response_format; use an extract task "
+                  "(POST /v1/extract with the route as model).",
+                  route);
+        return;
+    }
+    struct rchat *c = calloc(1, sizeof *c);
+    if (!c) {
+        reply_err(resp, 500, "server_error", NULL, NULL, "out of memory");
+        return;
+    }
+    c->s = s;
+    c->req = g->req;
+    memset(&g->req, 0, sizeof g->req); /* c owns it now */
+    c->route = c->req.model;
+    memcpy(c->id, g->id, sizeof c->id);
+    c->created = g->created;
+    c->t0 = g->t0;
+    c->fd = g->fd;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    sl_buf_init(&c->q, 0);
+    atomic_init(&c->cancel, false);
+    sl_backend_req_init(&c->breq);
+    c->breq.msgs = c->req.msgs;
+    c->breq.n_msgs = c->req.n_msgs;
+    c->breq.max_tokens = (int)SL_MIN(c->req.max_tokens, INT32_MAX);
+    c->breq.temperature = c->req.temperature;
+    c->breq.top_p = c->req.top_p;
+    c->breq.seed = c->req.has_seed ? (long long)(c->req.seed & INT64_MAX) : -1;
+    for (size_t i = 0; i < c->req.n_stop && i < SL_BACKEND_MAX_STOP; i++)
+        c->breq.stop[i] = c->req.stop[i];
+    const json_t *u = json_object_get(c->req.root, "user");
+    if (json_is_string(u)) c->breq.user = json_string_value(u);
+    const struct sl_route_config *rcfg = sl_config_route(s->cfg, route);
+    c->rr = (struct sl_route_req){
+        .id = c->id,
+        .route = route,
+        .kind = SL_RREQ_CHAT,
+        .task = rcfg ? rcfg->task : NULL,
+        .chat = &c->breq,
+        .api_key = key ? key->name : NULL,
+        .meta = c->meta,
+        .n_meta = route_meta(c->req.root, c->meta, SL_CONFIG_MAX_META),
+    };
+    if (c->req.stream) {
+        c->rr.on_chunk = rchat_on_chunk;
+        c->rr.on_chunk_user = c;
+        json_t *d = json_pack("{s:s,s:s}", "role", "assistant", "content", "");
+        rchat_event(c, rchat_chunk(c, d, NULL));
+        if (pthread_create(&c->th, NULL, rchat_thread, c)) {
+            rchat_free(c);
+            reply_err(resp, 500, "server_error", NULL, NULL, "cannot start a thread");
+            return;
+        }
+        c->started = true;
+        c->last_send_ms = sl_sched_now_ms();
+        resp->status = 200;
+        resp->content_type = "text/event-stream";
+        resp->stream = rchat_stream;
+        resp->stream_ctx = c;
+        resp->stream_free = rchat_stream_free;
+        sl_http_header(resp, "x-sluice-request-id", "%s", c->id);
+        sl_http_header(resp, "x-sluice-route", "%s", route);
+        return; /* c belongs to the stream */
+    }
+    rchat_route(c);
+    if (c->res.status != 200) {
+        reply_json(resp, c->res.status, route_error_json(&c->res, c->id, route));
+    } else {
+        const char *txt = c->res.content ? c->res.content : "";
+        json_t *msg = json_pack("{s:s,s:o,s:n}", "role", "assistant", "content",
+                                json_text(txt, strlen(txt)), "refusal");
+        json_t *body = json_pack("{s:s,s:s,s:I,s:s,s:s,s:[{s:i,s:o,s:n,s:s}],s:o,s:o}", "id", c->id,
+                                 "object", "chat.completion", "created", (json_int_t)c->created,
+                                 "model", route, "system_fingerprint", "sluice", "choices", "index",
+                                 0, "message", msg, "logprobs", "finish_reason",
+                                 c->res.finish_reason ? c->res.finish_reason : "stop", "usage",
+                                 rchat_usage(c), "sluice", sluice_json(&c->res, c->id, route));
+        reply_json(resp, 200, body);
+    }
+    route_headers(resp, &c->res, c->id, route);
+    rchat_free(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The request log for requests straight to a model                         */
+/* ------------------------------------------------------------------------ */
+
+/* A local backend of the config on this model with a machine price, or NULL. */
+static const struct sl_backend_config *infra_backend(const struct sl_config *cfg, const char *model)
+{
+    for (size_t i = 0; i < cfg->n_backends; i++) {
+        const struct sl_backend_config *b = &cfg->backends[i];
+        if (b->kind == SL_BACKEND_KIND_LOCAL && b->model && !strcmp(b->model, model) &&
+            b->infra_per_hour > 0)
+            return b;
+    }
+    return NULL;
+}
+
+static void log_direct(struct sl_server *s, const char *id, const char *model, const char *input,
+                       const char *output, int64_t tokens_in, int64_t tokens_out, double confidence,
+                       double machine_ms, double t0, int status)
+{
+    if (!s->store) return;
+    struct sl_err err = {0};
+    const struct sl_backend_config *bc = infra_backend(s->cfg, model);
+    double ms = sl_sched_now_ms() - t0;
+    double cost = bc ? machine_ms * bc->infra_per_hour / 3.6e6 : 0;
+    struct sl_store_request row = {
+        .id = id,
+        .route = model,
+        .tiers = model,
+        .decision = "direct",
+        .reason = "the model was asked for by name",
+        .confidence = confidence,
+        .model = model,
+        .backend = bc ? bc->name : model,
+        .tokens_in = tokens_in,
+        .tokens_out = tokens_out,
+        .latency_ms = ms,
+        .n_stages = 1,
+        .cost = cost,
+        .input = input,
+        .output = output,
+        .status = status,
+    };
+    row.stages[0] = (struct sl_store_stage){model, ms};
+    int rc = s->store->iface->log_request(s->store->ctx, &row, &err);
+    if (!rc && bc) {
+        struct sl_store_ledger l = {.request_id = id,
+                                    .route = model,
+                                    .backend = bc->name,
+                                    .model = model,
+                                    .kind = "infra",
+                                    .tokens_in = tokens_in,
+                                    .tokens_out = tokens_out,
+                                    .machine_ms = machine_ms,
+                                    .cost = cost};
+        rc = s->store->iface->ledger_add(s->store->ctx, &l, &err);
+    }
+    if (rc) fprintf(stderr, "sluice: request log: %s\n", err.msg);
+}
+
+/* A generation request's row: its messages or prompts, choice 0's text. */
+static void log_gen(struct gen *g, int status)
+{
+    struct sl_server *s = g->srv;
+    if (!s->store || !g->m) return;
+    struct sl_buf in, out;
+    sl_buf_init(&in, 0);
+    sl_buf_init(&out, 0);
+    if (g->req.kind == SL_REQ_CHAT) {
+        for (size_t i = 0; i < g->req.n_msgs; i++) {
+            if (i) sl_buf_append(&in, "\n", 1);
+            sl_buf_appendf(&in, "%s: %s", g->req.msgs[i].role, g->req.msgs[i].content);
+        }
+    } else {
+        for (size_t i = 0; i < g->req.n_prompts; i++) {
+            if (i) sl_buf_append(&in, "\n", 1);
+            if (g->req.prompts[i].text)
+                sl_buf_append(&in, g->req.prompts[i].text, g->req.prompts[i].text_len);
+        }
+    }
+    long long prompt = 0, completion = 0;
+    double machine = 0;
+    for (size_t i = 0; i < g->n_prompts; i++)
+        prompt += (long long)g->n_ptoks[i];
+    for (size_t i = 0; i < g->n_jobs; i++) {
+        completion += g->jobs[i].n_toks;
+        if (g->jobs[i].t_start_ms > 0 && g->jobs[i].t_done_ms >= g->jobs[i].t_start_ms)
+            machine += g->jobs[i].t_done_ms - g->jobs[i].t_start_ms;
+    }
+    if (g->n_jobs && g->jobs[0].text.p) sl_buf_append(&out, g->jobs[0].text.p, g->jobs[0].text.len);
+    sl_buf_append(&in, "", 1);
+    sl_buf_append(&out, "", 1);
+    log_direct(s, g->id, g->m->cfg->name, in.p, out.p, prompt, completion, -1, machine, g->t0,
+               status);
+    sl_buf_free(&in);
+    sl_buf_free(&out);
+}
+
+/* ------------------------------------------------------------------------ */
+/* POST /v1/feedback                                                        */
+/* ------------------------------------------------------------------------ */
+
+static void handle_feedback(struct sl_server *s, const struct sl_http_req *req,
+                            struct sl_http_resp *resp)
+{
+    struct sl_err err = {0};
+    if (!s->store) {
+        reply_err(resp, 503, "server_error", "no_request_log", NULL,
+                  "This server keeps no request log (set log.db in its config).");
+        return;
+    }
+    json_error_t je;
+    json_t *root = json_loadb(req->body, req->body_len, 0, &je);
+    const json_t *id = json_object_get(root, "request_id"), *ans = json_object_get(root, "answer");
+    char *text = NULL;
+    if (!json_is_object(root)) {
+        reply_err(resp, 400, "invalid_request_error", NULL, NULL,
+                  "The body must be a JSON object {\"request_id\": ..., \"answer\": ...}.");
+    } else if (!json_is_string(id) || !json_string_length(id) ||
+               json_string_length(id) > SL_STORE_ID_MAX) {
+        reply_err(resp, 400, "invalid_request_error", NULL, "request_id",
+                  "'request_id' must be a non-empty string of at most %d bytes (the "
+                  "x-sluice-request-id of the answer).",
+                  SL_STORE_ID_MAX);
+    } else if (!ans || json_is_null(ans)) {
+        reply_err(resp, 400, "invalid_request_error", NULL, "answer",
+                  "'answer' is required: the true answer (a string, or any JSON value).");
+    } else if (!(text = json_is_string(ans) ? strdup(json_string_value(ans))
+                                            : json_dumps(ans, JSON_COMPACT | JSON_ENCODE_ANY))) {
+        reply_err(resp, 500, "server_error", NULL, NULL, "out of memory");
+    } else {
+        int rc = s->store->iface->feedback(s->store->ctx, json_string_value(id), text, &err);
+        if (rc == SL_ENOTFOUND)
+            reply_err(resp, 404, "invalid_request_error", "request_not_found", "request_id",
+                      "No request '%s' in the request log.", json_string_value(id));
+        else if (rc)
+            reply_err(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
+        else
+            reply_json(resp, 200,
+                       json_pack("{s:s,s:s,s:b}", "object", "feedback", "request_id",
+                                 json_string_value(id), "recorded", 1));
+    }
+    free(text);
+    if (root) json_decref(root);
+}
+
 static void handle_generate(struct sl_server *s, const struct sl_http_req *req,
                             const struct sl_key_config *key, enum sl_req_kind kind,
                             const char *route, double t0, struct sl_http_resp *resp)
@@ -952,6 +1620,16 @@ static void handle_generate(struct sl_server *s, const struct sl_http_req *req,
                   g->req.param, "%s", err.msg);
         goto done; /* bad request */
     }
+    if (is_route(s, g->req.model)) {
+        if (kind == SL_REQ_CHAT)
+            handle_routed_chat(g, key, resp);
+        else
+            reply_err(resp, 400, "invalid_request_error", NULL, "model",
+                      "'%s' is a route; routes serve /v1/chat/completions, /v1/classify and "
+                      "/v1/extract, not /v1/completions.",
+                      g->req.model);
+        goto done; /* a route answers */
+    }
     if (g->req.task && gen_task(g, resp)) goto done;                /* unknown task, bad prompt */
     if (!(g->m = model_for(s, key, g->req.model, resp))) goto done; /* unknown or forbidden model */
     if ((g->req.response_schema || g->req.json_object) && gen_grammar(g, resp))
@@ -966,6 +1644,7 @@ static void handle_generate(struct sl_server *s, const struct sl_http_req *req,
         resp->stream = gen_stream;
         resp->stream_ctx = g;
         resp->stream_free = gen_stream_free;
+        if (s->store) sl_http_header(resp, "x-sluice-request-id", "%s", g->id);
         return; /* g now belongs to the stream */
     }
     if (!wait_all(g->m->sched, g->jobs, g->seen, g->n_jobs, req->fd, g->deadline_ms,
@@ -975,6 +1654,10 @@ static void handle_generate(struct sl_server *s, const struct sl_http_req *req,
     }
     if (jobs_error(g->jobs, g->n_jobs, g->timed_out, resp)) goto done; /* timeout, engine error */
     gen_respond(g, resp);
+    if (s->store) {
+        log_gen(g, resp->status);
+        sl_http_header(resp, "x-sluice-request-id", "%s", g->id);
+    }
 done:
     gen_free(g);
 }
@@ -1121,37 +1804,7 @@ done:
 /* Tasks: /v1/classify, /v1/extract                                         */
 /* ------------------------------------------------------------------------ */
 
-/* One request's task work, run on the model's engine thread (a task job). */
-struct task_work {
-    bool classify;
-    struct sl_classify_task ct;
-    struct sl_extract_task xt;
-    const char **inputs; /* (n) */
-    size_t n;
-    struct sl_classify_result *cres; /* (n) classify */
-    struct sl_extract_result *xres;  /* (n) extract */
-};
-
-static int task_work_run(void *arg, struct sl_ctx *ctx, struct sl_err *err)
-{
-    struct task_work *t = arg;
-    int rc;
-    if (t->classify) {
-        struct sl_classifier *c = NULL;
-        if ((rc = sl_classifier_init(&c, ctx, &t->ct, err))) return rc; /* bad task */
-        rc = sl_classify_batch(c, t->inputs, t->n, t->cres, err);
-        sl_classifier_free(c);
-        return rc;
-    }
-    struct sl_extractor *x = NULL;
-    if ((rc = sl_extractor_init(&x, ctx, &t->xt, err))) return rc; /* bad schema */
-    for (size_t i = 0; i < t->n && !rc; i++)
-        rc = sl_extract(x, t->inputs[i], &t->xres[i], err);
-    sl_extractor_free(x);
-    return rc;
-}
-
-static json_t *classify_json(const struct task_work *t, size_t i)
+static json_t *classify_json(const struct sl_task_job *t, size_t i)
 {
     const struct sl_classify_result *r = &t->cres[i];
     json_t *probs = json_object();
@@ -1162,7 +1815,7 @@ static json_t *classify_json(const struct task_work *t, size_t i)
                      "margin", (double)r->margin, "entropy", (double)r->entropy);
 }
 
-static json_t *extract_json(const struct task_work *t, size_t i)
+static json_t *extract_json(const struct sl_task_job *t, size_t i)
 {
     const struct sl_extract_result *r = &t->xres[i];
     json_t *out = json_loadb(r->output, r->len, JSON_DECODE_ANY, NULL);
@@ -1177,20 +1830,25 @@ static json_t *extract_json(const struct task_work *t, size_t i)
                      (double)r->p_min, "confidence_mean", (double)r->p_mean, "fields", fields);
 }
 
-/* A task job's error as an HTTP error. */
-static void task_error(const struct sl_job *j, bool timed_out, struct sl_http_resp *resp)
+/* A task job's failure (sl_task_job_run's code) as an HTTP error. */
+static void task_error(int rc, const struct sl_err *err, struct sl_http_resp *resp)
 {
-    int rc = j->rc;
-    if (rc == SL_SCHED_ETIMEDOUT || timed_out)
+    if (rc == SL_SCHED_EBUSY) {
+        reply_err(resp, strstr(err->msg, "shutting") ? 503 : 429, "rate_limit_error",
+                  "rate_limit_exceeded", NULL, "%s", err->msg);
+        resp->retry_after = 1;
+    } else if (rc == SL_TASK_JOB_EGONE)
+        reply_err(resp, 499, "invalid_request_error", NULL, NULL, "client closed the connection");
+    else if (rc == SL_SCHED_ETIMEDOUT)
         reply_err(resp, 504, "server_error", "timeout", NULL,
                   "The request took longer than server.request_timeout_s.");
     else if (rc == SL_ERANGE)
         reply_err(resp, 400, "invalid_request_error", "context_length_exceeded", "input", "%s",
-                  j->err.msg);
+                  err->msg);
     else if (rc == SL_EINVAL || rc == SL_EUNSUPPORTED || rc == SL_EFORMAT)
-        reply_err(resp, 400, "invalid_request_error", NULL, NULL, "%s", j->err.msg);
+        reply_err(resp, 400, "invalid_request_error", NULL, NULL, "%s", err->msg);
     else
-        reply_err(resp, 500, "server_error", NULL, NULL, "%s", j->err.msg);
+        reply_err(resp, 500, "server_error", NULL, NULL, "%s", err->msg);
 }
 
 static void handle_task(struct sl_server *s, const struct sl_http_req *req,
@@ -1200,20 +1858,19 @@ static void handle_task(struct sl_server *s, const struct sl_http_req *req,
     struct sl_err err = {0};
     struct sl_req r = {0};
     struct sl_served_model *m = NULL;
-    struct task_work t = {.classify = kind == SL_REQ_CLASSIFY};
-    struct sl_job job = {0};
-    struct sl_job_progress seen = {0};
-    json_t *schema = NULL; /* owned: a configured task's */
-    struct sl_classify_example *examples = NULL;
-    bool inited = false, submitted = false, timed_out = false;
-    size_t n_sub = 0;
+    struct sl_task_job t = {0};
+    bool classify = kind == SL_REQ_CLASSIFY, have_job = false;
     double t0 = sl_sched_now_ms();
-    const char *route = t.classify ? "/v1/classify" : "/v1/extract";
+    const char *route = classify ? "/v1/classify" : "/v1/extract";
     struct sl_req_limits lim = {s->cfg->limits.max_n, s->cfg->limits.max_embedding_inputs};
     if (sl_req_parse(&r, kind, req->body, req->body_len, &lim, &err)) {
         reply_err(resp, err.code == SL_ENOMEM ? 500 : 400, "invalid_request_error", NULL, r.param,
                   "%s", err.msg);
         goto done; /* bad request */
+    }
+    if (r.model && s->router && sl_router_has_route(s->router, r.model)) {
+        handle_routed_task(s, key, &r, resp);
+        goto done; /* a route answers */
     }
     const struct sl_task_config *tc = NULL;
     const char *model = r.model;
@@ -1223,13 +1880,13 @@ static void handle_task(struct sl_server *s, const struct sl_http_req *req,
                       "The task '%s' is not configured on this server.", r.task);
             goto done; /* unknown task */
         }
-        if (tc->kind != (t.classify ? SL_TASK_CLASSIFY : SL_TASK_EXTRACT)) {
+        if (tc->kind != (classify ? SL_TASK_CLASSIFY : SL_TASK_EXTRACT)) {
             reply_err(resp, 400, "invalid_request_error", NULL, "task",
                       "The task '%s' is a %s task; %s serves %s tasks.", r.task,
                       tc->kind == SL_TASK_CLASSIFY  ? "classify"
                       : tc->kind == SL_TASK_EXTRACT ? "extract"
                                                     : "generate",
-                      route, t.classify ? "classify" : "extract");
+                      route, classify ? "classify" : "extract");
             goto done; /* wrong endpoint */
         }
         if (model && strcmp(model, tc->model)) {
@@ -1240,59 +1897,24 @@ static void handle_task(struct sl_server *s, const struct sl_http_req *req,
         model = tc->model;
     }
     if (!(m = model_for(s, key, model, resp))) goto done; /* unknown or forbidden model */
-    t.n = r.n_prompts;
-    t.inputs = calloc(t.n, sizeof *t.inputs);
-    if (t.classify)
-        t.cres = calloc(t.n, sizeof *t.cres);
-    else
-        t.xres = calloc(t.n, sizeof *t.xres);
-    if (!t.inputs || (!t.cres && !t.xres)) {
-        reply_err(resp, 500, "server_error", NULL, NULL, "out of memory");
-        goto done; /* allocation failure */
+    have_job = true;
+    if (sl_task_job_init(&t, m, classify, r.n_prompts, &err) ||
+        (tc && sl_task_job_use_config(&t, tc, &err))) {
+        reply_err(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
+        goto done; /* allocation failure; schema that does not load (checked at config load) */
     }
     for (size_t i = 0; i < t.n; i++)
         t.inputs[i] = r.prompts[i].text;
-    if (t.classify) {
-        t.ct = sl_classify_default_task();
-        if (tc) {
-            t.ct.instruction = tc->instruction;
-            t.ct.labels = (const char *const *)tc->labels;
-            t.ct.descriptions = (const char *const *)tc->descriptions;
-            t.ct.n_labels = tc->n_labels;
-            t.ct.temperature = (float)tc->temperature;
-            t.ct.mode = (enum sl_prompt_mode)tc->prompt_mode;
-            if (tc->n_examples) {
-                if (!(examples = calloc(tc->n_examples, sizeof *examples))) {
-                    reply_err(resp, 500, "server_error", NULL, NULL, "out of memory");
-                    goto done; /* allocation failure */
-                }
-                for (size_t i = 0; i < tc->n_examples; i++)
-                    examples[i] = (struct sl_classify_example){tc->ex_inputs[i], tc->ex_labels[i]};
-                t.ct.examples = examples;
-                t.ct.n_examples = tc->n_examples;
-            }
-        } else {
-            t.ct.instruction = r.instruction;
-            t.ct.labels = r.labels;
-            t.ct.descriptions = r.label_descs;
-            t.ct.n_labels = r.n_labels;
-            t.ct.mode = (enum sl_prompt_mode)r.prompt_mode;
-        }
-        if (t.ct.mode == SL_PROMPT_CHAT) t.ct.chat_family = (int)m->family;
-    } else {
-        t.xt = sl_extract_default_task();
-        const json_t *sc = r.schema;
-        int64_t max = 256;
-        if (tc) {
-            if (!(schema = json_loads(tc->schema, 0, NULL))) {
-                reply_err(resp, 500, "server_error", NULL, NULL, "task schema does not load");
-                goto done; /* cannot happen: checked at config load */
-            }
-            sc = schema;
-            t.xt.instruction = tc->instruction;
-            t.xt.mode = (enum sl_prompt_mode)tc->prompt_mode;
-            max = tc->max_tokens;
-        } else {
+    if (classify && !tc) {
+        t.ct.instruction = r.instruction;
+        t.ct.labels = r.labels;
+        t.ct.descriptions = r.label_descs;
+        t.ct.n_labels = r.n_labels;
+        t.ct.mode = (enum sl_prompt_mode)r.prompt_mode;
+    } else if (!classify) {
+        int64_t max = tc ? tc->max_tokens : 256;
+        if (!tc) {
+            t.xt.schema = r.schema;
             t.xt.instruction = r.instruction;
             t.xt.mode = (enum sl_prompt_mode)r.prompt_mode;
         }
@@ -1304,11 +1926,9 @@ static void handle_task(struct sl_server *s, const struct sl_http_req *req,
             goto done; /* too many */
         }
         t.xt.max_tokens = (int32_t)max;
-        t.xt.schema = sc;
-        if (t.xt.mode == SL_PROMPT_CHAT) t.xt.chat_family = (int)m->family;
         /* compile here too, so a bad schema is a 400 naming the keyword */
         char *gt = NULL;
-        int rc = sl_schema_to_grammar(sc, &t.xt.opts, &gt, &err);
+        int rc = sl_schema_to_grammar(t.xt.schema, &t.xt.opts, &gt, &err);
         free(gt);
         if (rc) {
             reply_err(resp, rc == SL_ENOMEM ? 500 : 400, "invalid_request_error",
@@ -1317,56 +1937,53 @@ static void handle_task(struct sl_server *s, const struct sl_http_req *req,
             goto done; /* bad schema */
         }
     }
-    job.run = task_work_run;
-    job.run_arg = &t;
-    job.deadline_ms = (int64_t)(t0 + (double)s->cfg->server.request_timeout_s * 1e3);
-    if (sl_job_init(&job, &err)) {
-        reply_err(resp, 500, "server_error", NULL, NULL, "%s", err.msg);
-        goto done; /* allocation failure */
-    }
-    inited = true;
-    if (submit_all(m->sched, &job, 1, &n_sub, resp)) goto done; /* queue full */
-    submitted = n_sub == 1;
-    if (!wait_all(m->sched, &job, &seen, 1, req->fd, job.deadline_ms, &timed_out)) {
-        reply_err(resp, 499, "invalid_request_error", NULL, NULL, "client closed the connection");
-        goto done; /* client gone */
-    }
-    if (job.rc || job.finish == SL_FINISH_CANCEL) {
-        task_error(&job, timed_out, resp);
-        goto done; /* task failed */
+    int64_t deadline = (int64_t)(t0 + (double)s->cfg->server.request_timeout_s * 1e3);
+    int rc = sl_task_job_run(&t, deadline, req->fd, &err);
+    if (rc) {
+        task_error(rc, &err, resp);
+        goto done; /* queue full, timeout, client gone, task failed */
     }
     json_t *data = json_array();
     long long n_prompt = 0, n_gen = 0, n_cached = 0;
     for (size_t i = 0; i < t.n; i++) {
-        json_array_append_new(data, t.classify ? classify_json(&t, i) : extract_json(&t, i));
-        n_prompt += t.classify ? t.cres[i].n_prompt : t.xres[i].n_prompt;
-        n_gen += t.classify ? 0 : t.xres[i].n_gen;
-        n_cached += t.classify ? t.cres[i].n_cached : 0;
+        json_array_append_new(data, classify ? classify_json(&t, i) : extract_json(&t, i));
+        n_prompt += classify ? t.cres[i].n_prompt : t.xres[i].n_prompt;
+        n_gen += classify ? 0 : t.xres[i].n_gen;
+        n_cached += classify ? t.cres[i].n_cached : 0;
     }
-    json_t *body =
-        json_pack("{s:s,s:o,s:s,s:{s:I,s:I,s:I}}", "object", "list", "data", data, "model", model,
-                  "usage", "prompt_tokens", (json_int_t)n_prompt, "completion_tokens",
-                  (json_int_t)n_gen, "total_tokens", (json_int_t)(n_prompt + n_gen));
-    if (body && t.classify)
+    char id[48];
+    make_id(s, classify ? "cls" : "ext", id, sizeof id);
+    json_t *body = json_pack("{s:s,s:s,s:o,s:s,s:{s:I,s:I,s:I}}", "id", id, "object", "list",
+                             "data", data, "model", model, "usage", "prompt_tokens",
+                             (json_int_t)n_prompt, "completion_tokens", (json_int_t)n_gen,
+                             "total_tokens", (json_int_t)(n_prompt + n_gen));
+    if (body && classify)
         json_object_set_new(json_object_get(body, "usage"), "cached_tokens",
                             json_integer(n_cached));
     if (body && r.task) json_object_set_new(body, "task", json_string(r.task));
+    if (s->store) {
+        /* one row per request: the inputs and answers joined by newlines */
+        struct sl_buf in, out;
+        sl_buf_init(&in, 0);
+        sl_buf_init(&out, 0);
+        for (size_t i = 0; i < t.n; i++) {
+            if (i) sl_buf_append(&in, "\n", 1), sl_buf_append(&out, "\n", 1);
+            sl_buf_append(&in, t.inputs[i], strlen(t.inputs[i]));
+            const char *o = classify ? t.ct.labels[t.cres[i].label] : t.xres[i].output;
+            sl_buf_append(&out, o, strlen(o));
+        }
+        sl_buf_append(&in, "", 1);
+        sl_buf_append(&out, "", 1);
+        log_direct(s, id, model, in.p, out.p, n_prompt, n_gen,
+                   t.n == 1 ? (classify ? t.cres[0].confidence : t.xres[0].p_min) : -1,
+                   t.machine_ms, t0, 200);
+        sl_buf_free(&in);
+        sl_buf_free(&out);
+    }
     reply_json(resp, 200, body);
+    sl_http_header(resp, "x-sluice-request-id", "%s", id);
 done:
-    if (submitted) { /* a task job finishes its run; wait for it */
-        while (!seen.done)
-            sl_sched_wait(m->sched, &job, &seen, 1000);
-    }
-    if (inited) sl_job_free(&job);
-    for (size_t i = 0; i < t.n; i++) {
-        if (t.cres) sl_classify_result_free(&t.cres[i]);
-        if (t.xres) sl_extract_result_free(&t.xres[i]);
-    }
-    free(t.cres);
-    free(t.xres);
-    free(t.inputs);
-    free(examples);
-    if (schema) json_decref(schema);
+    if (have_job) sl_task_job_free(&t);
     sl_req_free(&r);
 }
 
@@ -1380,10 +1997,20 @@ static json_t *model_json(const struct sl_server *s, const struct sl_served_mode
                      (json_int_t)s->started, "owned_by", "sluice");
 }
 
+static json_t *route_model_json(const struct sl_server *s, const char *name)
+{
+    return json_pack("{s:s,s:s,s:I,s:s}", "id", name, "object", "model", "created",
+                     (json_int_t)s->started, "owned_by", "sluice-route");
+}
+
 static void handle_models(struct sl_server *s, const char *id, const struct sl_key_config *key,
                           struct sl_http_resp *resp)
 {
     if (id) {
+        if (is_route(s, id) && key_allows(key, id)) {
+            reply_json(resp, 200, route_model_json(s, id));
+            return;
+        }
         struct sl_served_model *m = model_for(s, key, id, resp);
         if (m) reply_json(resp, 200, model_json(s, m));
         return;
@@ -1392,6 +2019,9 @@ static void handle_models(struct sl_server *s, const char *id, const struct sl_k
     for (size_t i = 0; i < s->n_models; i++)
         if (key_allows(key, s->models[i].cfg->name))
             json_array_append_new(data, model_json(s, &s->models[i]));
+    for (size_t i = 0; s->router && i < s->cfg->n_routes; i++)
+        if (key_allows(key, s->cfg->routes[i].name))
+            json_array_append_new(data, route_model_json(s, s->cfg->routes[i].name));
     reply_json(resp, 200, json_pack("{s:s,s:o}", "object", "list", "data", data));
 }
 
@@ -1454,6 +2084,31 @@ static void handle_metrics(struct sl_server *s, struct sl_http_resp *resp)
                        s->models[i].cfg->name, (long long)atomic_load(&st->n_batch_tokens),
                        s->models[i].cfg->name, (long long)atomic_load(&st->n_steps));
     }
+    if (s->router && s->cfg->n_routes) {
+        static const char *const rc[][2] = {
+            {"sluice_route_requests_total", "Requests answered through a route."},
+            {"sluice_route_escalations_total", "Routed requests a later tier was called for."},
+            {"sluice_route_fallbacks_total", "Routed requests answered by a fallback."},
+            {"sluice_route_failures_total", "Routed requests every tier failed for."},
+            {"sluice_route_cost_total", "Cost of routed requests (currency of costs:)."},
+        };
+        pthread_mutex_lock(&s->route_mu);
+        for (int k = 0; k < 5; k++) {
+            sl_buf_appendf(&o, "# HELP %s %s\n# TYPE %s counter\n", rc[k][0], rc[k][1], rc[k][0]);
+            for (size_t i = 0; i < s->cfg->n_routes; i++) {
+                const struct sl_route_stats *st = &s->route_stats[i];
+                if (k == 4)
+                    sl_buf_appendf(&o, "%s{route=\"%s\"} %.9g\n", rc[k][0], st->name, st->cost);
+                else
+                    sl_buf_appendf(&o, "%s{route=\"%s\"} %llu\n", rc[k][0], st->name,
+                                   k == 0   ? st->requests
+                                   : k == 1 ? st->escalations
+                                   : k == 2 ? st->fallbacks
+                                            : st->failures);
+            }
+        }
+        pthread_mutex_unlock(&s->route_mu);
+    }
     resp->status = 200;
     resp->content_type = "text/plain; version=0.0.4";
     resp->body = sl_buf_take(&o, &resp->body_len);
@@ -1480,7 +2135,8 @@ void sl_routes_handle(void *user, const struct sl_http_req *req, struct sl_http_
         R_CMPL,
         R_EMBD,
         R_CLS,
-        R_EXT
+        R_EXT,
+        R_FEEDBACK
     } r = R_NONE;
     if (!strcmp(p, "/health"))
         r = R_HEALTH, route = "/health";
@@ -1500,8 +2156,11 @@ void sl_routes_handle(void *user, const struct sl_http_req *req, struct sl_http_
         r = R_CLS, route = "/v1/classify";
     else if (!strcmp(p, "/v1/extract"))
         r = R_EXT, route = "/v1/extract";
+    else if (!strcmp(p, "/v1/feedback"))
+        r = R_FEEDBACK, route = "/v1/feedback";
 
-    bool want_post = r == R_CHAT || r == R_CMPL || r == R_EMBD || r == R_CLS || r == R_EXT;
+    bool want_post =
+        r == R_CHAT || r == R_CMPL || r == R_EMBD || r == R_CLS || r == R_EXT || r == R_FEEDBACK;
     if (r == R_NONE) {
         reply_err(resp, 404, "invalid_request_error", "unknown_url", NULL,
                   "Unknown request URL: %s %s", req->method, p);
@@ -1518,6 +2177,8 @@ void sl_routes_handle(void *user, const struct sl_http_req *req, struct sl_http_
             handle_models(s, r == R_MODEL ? p + 11 : NULL, key, resp);
         else if (r == R_EMBD)
             handle_embeddings(s, req, key, resp);
+        else if (r == R_FEEDBACK)
+            handle_feedback(s, req, resp);
         else if (r == R_CLS || r == R_EXT)
             handle_task(s, req, key, r == R_CLS ? SL_REQ_CLASSIFY : SL_REQ_EXTRACT, resp);
         else {

@@ -13,6 +13,9 @@
  *
  * A label of one token costs nothing past step 1. Outputs are tagged in the
  * order their entries were added (sl_ctx_logits returns them so).
+ *
+ * A task with a head (classify.h) skips all of that: each input is embedded
+ * on the classifier's own embeddings context and the head is applied.
  */
 #include "classify.h"
 
@@ -22,6 +25,7 @@
 
 #include "engine/chat.h"
 #include "engine/vocab.h"
+#include "train/head.h"
 
 #define INPUT_MARK "\x01sluice-input\x01"
 #define MAX_SEQ_GROUP 32 /* inputs of one group */
@@ -41,6 +45,12 @@ struct sl_classifier {
     int32_t *cache;   /* (n_cache) tokens held on seq 0 */
     size_t n_cache;
     struct sl_batch batch;
+    /* through a head (task.head_path) */
+    struct sl_head *hd;    /* owned, or NULL: label scoring */
+    struct sl_ctx *ectx;   /* owned embeddings context on ctx's model */
+    int32_t *hmap;         /* (n_labels) task label -> head class */
+    float *emb;            /* (E) */
+    float *hprobs;         /* (head classes) */
 };
 
 /* Per-input working state of one group. */
@@ -200,6 +210,86 @@ out:
 }
 
 /* ------------------------------------------------------------------------ */
+/* Head                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* Load the head at path, check it against the task and the model, map the
+ * task's labels onto its classes and make the embeddings context. */
+static int head_open(struct sl_classifier *c, const char *path, struct sl_err *err)
+{
+    const struct sl_model *m = c->ctx->model;
+    size_t L = c->task.n_labels;
+    int rc;
+
+    if (!(c->hd = calloc(1, sizeof *c->hd))) return sl_err_set(err, SL_ENOMEM, "classify: out of memory");
+    if ((rc = sl_head_load(c->hd, path, err))) {
+        free(c->hd);
+        c->hd = NULL;
+        return rc; /* unreadable or not a head */
+    }
+    const struct sl_head *h = c->hd;
+    if (h->n_in != m->hp.n_embd)
+        return sl_err_set(err, SL_EINVAL,
+                          "classify: head %s takes %d-wide embeddings, the model '%s' gives %d: train the head on this model",
+                          path, h->n_in, m->name ? m->name : "?", m->hp.n_embd);
+    uint64_t mh = sl_head_model_hash(m);
+    if (h->source_hash && h->source_hash != mh)
+        return sl_err_set(err, SL_EINVAL,
+                          "classify: head %s was trained on another model file ('%s', hash %016llx; this one "
+                          "hashes to %016llx): train the head on this model",
+                          path, h->source_name ? h->source_name : "?", (unsigned long long)h->source_hash,
+                          (unsigned long long)mh);
+    if ((size_t)h->n_out != L)
+        return sl_err_set(err, SL_EINVAL, "classify: head %s has %d labels, the task %zu: they must be the same",
+                          path, h->n_out, L);
+    if (!(c->hmap = malloc(L * sizeof *c->hmap))) return sl_err_set(err, SL_ENOMEM, "classify: out of memory");
+    for (size_t l = 0; l < L; l++) {
+        c->hmap[l] = -1;
+        for (int32_t k = 0; k < h->n_out && c->hmap[l] < 0; k++)
+            if (!strcmp(h->labels[k], c->task.labels[l])) c->hmap[l] = k;
+        if (c->hmap[l] < 0)
+            return sl_err_set(err, SL_EINVAL,
+                              "classify: the task's label '%s' is not one of head %s's labels (its first: '%s')",
+                              c->task.labels[l], path, h->labels[0]);
+    }
+    c->emb = malloc((size_t)h->n_in * sizeof *c->emb);
+    c->hprobs = malloc((size_t)h->n_out * sizeof *c->hprobs);
+    if (!c->emb || !c->hprobs) return sl_err_set(err, SL_ENOMEM, "classify: out of memory");
+    struct sl_ctx_params cp = sl_ctx_default_params();
+    cp.n_ctx = SL_MIN(h->n_ctx > 0 ? h->n_ctx : 256, SL_HEAD_MAX_TOKENS);
+    cp.n_batch = cp.n_ctx;
+    cp.n_threads = c->ctx->params.n_threads;
+    cp.embeddings = true;
+    cp.no_logits = true;
+    return sl_ctx_init(&c->ectx, m, &cp, err);
+}
+
+/* Classify one input through the head. */
+static int head_classify(struct sl_classifier *c, const char *input, struct sl_classify_result *r,
+                         struct sl_err *err)
+{
+    size_t L = c->task.n_labels;
+    int32_t *toks = NULL;
+    size_t nt = 0;
+    int rc;
+    if ((rc = sl_embed_text(c->ectx, input, c->emb, err))) return rc; /* decode error */
+    if ((rc = sl_tokenize(c->vocab, input, strlen(input), true, false, &toks, &nt, err))) return rc;
+    free(toks);
+    sl_head_classify(c->hd, c->emb, c->hprobs);
+    r->probs = malloc(L * sizeof *r->probs);
+    r->scores = malloc(L * sizeof *r->scores);
+    r->n_tokens = calloc(L, sizeof *r->n_tokens);
+    if (!r->probs || !r->scores || !r->n_tokens) return sl_err_set(err, SL_ENOMEM, "classify: out of memory");
+    for (size_t l = 0; l < L; l++) r->scores[l] = logf(SL_MAX(c->hprobs[c->hmap[l]], 1e-30f));
+    r->label = sl_classify_softmax(r->scores, L, c->task.temperature, r->probs, &r->margin, &r->entropy);
+    r->confidence = r->probs[r->label];
+    r->n_prompt = (int32_t)SL_MIN(nt, (size_t)c->ectx->params.n_batch);
+    r->n_cached = 0;
+    r->n_eval = r->n_prompt;
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Init                                                                      */
 /* ------------------------------------------------------------------------ */
 
@@ -276,6 +366,8 @@ int sl_classifier_init(struct sl_classifier **out, struct sl_ctx *ctx,
     }
     c->task.examples = c->examples;
     if ((rc = render_parts(c, fam, err))) goto fail; /* template error */
+    c->task.head_path = NULL; /* the path is not kept: the head is */
+    if (task->head_path && (rc = head_open(c, task->head_path, err))) goto fail; /* bad head */
     if (sl_batch_init(&c->batch, ctx->params.n_batch)) goto oom; /* allocation failure */
     sl_kv_seq_rm(&ctx->kv, -1, 0, -1);
     *out = c;
@@ -308,8 +400,16 @@ void sl_classifier_free(struct sl_classifier *c)
     free(c->tail);
     free(c->cache);
     sl_batch_free(&c->batch);
+    if (c->hd) sl_head_free(c->hd);
+    free(c->hd);
+    sl_ctx_free(c->ectx);
+    free(c->hmap);
+    free(c->emb);
+    free(c->hprobs);
     free(c);
 }
+
+bool sl_classifier_has_head(const struct sl_classifier *c) { return c->hd != NULL; }
 
 int sl_classifier_set_temperature(struct sl_classifier *c, float t, struct sl_err *err)
 {
@@ -659,6 +759,14 @@ int sl_classify_batch(struct sl_classifier *c, const char *const *inputs, size_t
 
     memset(items, 0, sizeof items);
     for (size_t i = 0; i < n; i++) memset(&res[i], 0, sizeof res[i]);
+    if (c->hd) {
+        for (size_t i = 0; i < n; i++)
+            if ((rc = head_classify(c, inputs[i], &res[i], err))) {
+                for (size_t k = 0; k <= i; k++) sl_classify_result_free(&res[k]);
+                return rc; /* decode error or OOM */
+            }
+        return 0;
+    }
     if ((rc = sync_head(c, err))) return rc;
     for (size_t i = 0; i < n;) {
         /* a group: as many inputs as fit the free cells and the sequences */

@@ -26,6 +26,15 @@
  * examples) is kept on sequence 0 of the context between calls; each input
  * re-uses the longest token prefix it shares with it.
  *
+ * Through a head: a task with head_path (a `sluice train head` GGUF trained
+ * on the same model's embeddings) is classified without label scoring: the
+ * input is embedded by the task's model (mean of the final hidden states,
+ * src/train/head.h) on a private embeddings context the classifier makes on
+ * ctx's model, and the head gives the label probabilities (at the task's
+ * temperature: softmax(log p / T)). The head's labels must be the task's
+ * (in any order) and its input width the model's n_embd, and it must have
+ * been trained on this model file (sluice-head.source.hash).
+ *
  * Threads: a classifier owns every sequence of the context it is given and
  * is used by one thread at a time. The task is copied at init.
  */
@@ -64,6 +73,8 @@ struct sl_classify_task {
     float temperature;      /* calibration T > 0; 1 = uncalibrated */
     enum sl_prompt_mode mode;
     int chat_family;        /* enum sl_chat_family for CHAT/AUTO; 0 = detect */
+    const char *head_path;  /* classify through this head GGUF instead of label
+                             * scoring (see above); NULL = label scoring */
 };
 
 struct sl_classify_task sl_classify_default_task(void);
@@ -79,6 +90,8 @@ struct sl_classify_result {
     int32_t n_prompt;   /* tokens of the prompt */
     int32_t n_cached;   /* prompt tokens that came from the cached instruction */
     int32_t n_eval;     /* tokens evaluated for this input: prompt past the cache + labels' */
+    /* through a head: scores are log head probabilities, n_tokens 0, n_prompt =
+     * n_eval = tokens embedded, n_cached 0 */
 };
 
 void sl_classify_result_free(struct sl_classify_result *r);
@@ -88,8 +101,9 @@ struct sl_classifier;
 /* Build a classifier for task on ctx (whose model must have a vocab).
  * Copies the task. ctx is borrowed: it must outlive the classifier, and the
  * classifier uses all of its sequences. Errors: SL_EINVAL (no labels,
- * duplicate or empty label, an example naming an unknown label, T <= 0),
- * SL_EUNSUPPORTED (CHAT with no template), SL_ENOMEM. */
+ * duplicate or empty label, an example naming an unknown label, T <= 0; a
+ * head whose labels, width or source model do not match), SL_EUNSUPPORTED
+ * (CHAT with no template), SL_EIO/SL_EFORMAT (head file), SL_ENOMEM. */
 int sl_classifier_init(struct sl_classifier **out, struct sl_ctx *ctx,
                        const struct sl_classify_task *task, struct sl_err *err);
 void sl_classifier_free(struct sl_classifier *c);
@@ -114,6 +128,9 @@ int sl_classify(struct sl_classifier *c, const char *input, struct sl_classify_r
 int sl_classifier_render(const struct sl_classifier *c, const char *input, char **prompt,
                          struct sl_err *err);
 const char *sl_classifier_continuation(const struct sl_classifier *c, size_t label);
+
+/* Does c classify through a head? */
+bool sl_classifier_has_head(const struct sl_classifier *c);
 
 /* Turn raw scores into probs/confidence/margin/entropy at temperature t
  * (shared with calibrate.c). probs has n entries. Returns the argmax. */

@@ -112,8 +112,10 @@ static void relu_backward(float *dinp, const float *dout, const float *inp, size
     for (size_t i = 0; i < n; i++) dinp[i] = inp[i] > 0 ? dout[i] : 0;
 }
 
-/* probs (B, C) = softmax(logits); returns the summed -log p[y] */
-static double softmax_xent_forward(float *probs, const float *logits, const int32_t *y, int B, int C)
+/* probs (B, C) = softmax(logits); returns the summed cross-entropy against
+ * q (B, C) target distributions when given, else the summed -log p[y] */
+static double softmax_xent_forward(float *probs, const float *logits, const int32_t *y, const float *q,
+                                   int B, int C)
 {
     double loss = 0;
     for (int i = 0; i < B; i++) {
@@ -124,19 +126,27 @@ static double softmax_xent_forward(float *probs, const float *logits, const int3
         double s = 0;
         for (int c = 0; c < C; c++) s += (p[c] = expf(l[c] - mx));
         for (int c = 0; c < C; c++) p[c] = (float)(p[c] / s);
-        if (y) loss -= log(SL_MAX((double)p[y[i]], 1e-30));
+        if (q) {
+            for (int c = 0; c < C; c++)
+                if (q[(size_t)i * C + c] > 0)
+                    loss -= (double)q[(size_t)i * C + c] * log(SL_MAX((double)p[c], 1e-30));
+        } else if (y) {
+            loss -= log(SL_MAX((double)p[y[i]], 1e-30));
+        }
     }
     return loss;
 }
 
-/* dlogits (B, C) = (probs - onehot(y)) * scale */
-static void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *y, int B, int C,
-                                  float scale)
+/* dlogits (B, C) = (probs - target) * scale, target = q or onehot(y) (the
+ * gradient of the cross-entropy when the target sums to 1) */
+static void softmax_xent_backward(float *dlogits, const float *probs, const int32_t *y, const float *q,
+                                  int B, int C, float scale)
 {
     for (int i = 0; i < B; i++)
         for (int c = 0; c < C; c++) {
             size_t k = (size_t)i * C + c;
-            dlogits[k] = (probs[k] - (c == y[i] ? 1.0f : 0.0f)) * scale;
+            float t = q ? q[k] : (c == y[i] ? 1.0f : 0.0f);
+            dlogits[k] = (probs[k] - t) * scale;
         }
 }
 
@@ -150,9 +160,9 @@ struct head_acts {
     float *da1;    /* (B, Hd) */
 };
 
-/* logits of B examples x (B, E) -> a->probs; returns summed loss when y given */
+/* logits of B examples x (B, E) -> a->probs; returns summed loss when y or q given */
 static double head_forward(const struct sl_head *h, struct head_acts *a, const float *x,
-                           const int32_t *y, int B)
+                           const int32_t *y, const float *q, int B)
 {
     int E = h->n_in, Hd = h->n_hidden, C = h->n_out;
     if (!Hd) {
@@ -162,22 +172,22 @@ static double head_forward(const struct sl_head *h, struct head_acts *a, const f
         relu_forward(a->a1, a->h1, (size_t)B * Hd);
         linear_forward(a->logits, a->a1, h->w2, h->b2, B, Hd, C);
     }
-    return softmax_xent_forward(a->probs, a->logits, y, B, C);
+    return softmax_xent_forward(a->probs, a->logits, y, q, B, C);
 }
 
 /* gradients of the mean loss into g (same layout as h's weights) */
 static void head_backward(const struct sl_head *h, struct sl_head *g, struct head_acts *a,
-                          const float *x, const int32_t *y, int B)
+                          const float *x, const int32_t *y, const float *q, int B)
 {
     int E = h->n_in, Hd = h->n_hidden, C = h->n_out;
     if (!Hd) {
         float *dlogits = a->dh1; /* (B, C): N = C for a linear head */
-        softmax_xent_backward(dlogits, a->probs, y, B, C, 1.0f / (float)B);
+        softmax_xent_backward(dlogits, a->probs, y, q, B, C, 1.0f / (float)B);
         linear_backward(NULL, g->w1, g->b1, dlogits, x, h->w1, B, E, C);
         return;
     }
     float *dl = a->logits; /* logits are no longer needed: hold dlogits there */
-    softmax_xent_backward(dl, a->probs, y, B, C, 1.0f / (float)B);
+    softmax_xent_backward(dl, a->probs, y, q, B, C, 1.0f / (float)B);
     memset(a->da1, 0, (size_t)B * Hd * sizeof(float));
     linear_backward(a->da1, g->w2, g->b2, dl, a->a1, h->w2, B, Hd, C);
     relu_backward(a->dh1, a->da1, a->h1, (size_t)B * Hd);
@@ -224,7 +234,7 @@ void sl_head_classify(const struct sl_head *h, const float *x, float *probs)
         relu_forward(a1, a1, (size_t)Hd);
         linear_forward(logits, a1, h->w2, h->b2, 1, Hd, C);
     }
-    softmax_xent_forward(probs, logits, NULL, 1, C);
+    softmax_xent_forward(probs, logits, NULL, NULL, 1, C);
 out:
     if (logits != logits_stack) free(logits);
     free(a1);
@@ -291,13 +301,58 @@ int sl_head_train(struct sl_head *h, const float *x, const int32_t *y, const int
                   const struct sl_head_train_params *p, struct sl_head_train_result *res,
                   sl_train_progress_fn progress, void *user, struct sl_err *err)
 {
+    return sl_head_train_soft(h, x, y, NULL, train_idx, n_train, val_idx, n_val, p, res, progress, user, err);
+}
+
+double sl_head_loss_grad(const struct sl_head *h, const float *x, const int32_t *y, const float *q, int B,
+                         struct sl_head *g)
+{
+    struct head_acts a = {0};
+    if (B <= 0 || acts_init(&a, h, B)) return NAN;
+    int N = h->n_hidden ? h->n_hidden : h->n_out;
+    double loss = head_forward(h, &a, x, y, q, B) / B;
+    memset(g->w1, 0, (size_t)N * (size_t)h->n_in * sizeof(float));
+    memset(g->b1, 0, (size_t)N * sizeof(float));
+    if (h->n_hidden) {
+        memset(g->w2, 0, (size_t)h->n_out * (size_t)h->n_hidden * sizeof(float));
+        memset(g->b2, 0, (size_t)h->n_out * sizeof(float));
+    }
+    head_backward(h, g, &a, x, y, q, B);
+    acts_free(&a);
+    return loss;
+}
+
+/* Mean cross-entropy of h against the soft targets q of the listed examples. */
+static double eval_soft(const struct sl_head *h, const float *x, const float *q, const int32_t *idx, size_t n)
+{
+    float *p = malloc((size_t)h->n_out * sizeof(float));
+    double l = 0;
+    if (!p || n == 0) {
+        free(p);
+        return NAN;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const float *qe = q + (size_t)idx[i] * h->n_out;
+        sl_head_classify(h, x + (size_t)idx[i] * h->n_in, p);
+        for (int c = 0; c < h->n_out; c++)
+            if (qe[c] > 0) l -= (double)qe[c] * log(SL_MAX((double)p[c], 1e-30));
+    }
+    free(p);
+    return l / (double)n;
+}
+
+int sl_head_train_soft(struct sl_head *h, const float *x, const int32_t *y, const float *q,
+                       const int32_t *train_idx, size_t n_train, const int32_t *val_idx, size_t n_val,
+                       const struct sl_head_train_params *p, struct sl_head_train_result *res,
+                       sl_train_progress_fn progress, void *user, struct sl_err *err)
+{
     struct sl_head g = {0}, best = {0};
     struct head_acts a = {0};
     struct sl_adamw opt;
-    float *xb = NULL;
+    float *xb = NULL, *qb = NULL;
     int32_t *yb = NULL, *order = NULL;
     int rc;
-    const int E = h->n_in, B = SL_MAX(1, p->batch);
+    const int E = h->n_in, B = SL_MAX(1, p->batch), C = h->n_out;
     double t0 = now_s();
 
     sl_adamw_init(&opt, NULL);
@@ -307,8 +362,9 @@ int sl_head_train(struct sl_head *h, const float *x, const int32_t *y, const int
     if ((rc = sl_head_init(&best, h->n_in, h->n_hidden, NULL, h->n_out, err))) goto fail; /* OOM */
     xb = malloc((size_t)B * E * sizeof(float));
     yb = malloc((size_t)B * sizeof(int32_t));
+    qb = q ? malloc((size_t)B * (size_t)C * sizeof(float)) : NULL;
     order = malloc(n_train * sizeof(int32_t));
-    if (!xb || !yb || !order || acts_init(&a, h, B)) {
+    if (!xb || !yb || !order || (q && !qb) || acts_init(&a, h, B)) {
         rc = sl_err_set(err, SL_ENOMEM, "head: out of memory");
         goto fail; /* allocation failure */
     }
@@ -352,16 +408,17 @@ int sl_head_train(struct sl_head *h, const float *x, const int32_t *y, const int
             for (int i = 0; i < nb; i++) {
                 memcpy(xb + (size_t)i * E, x + (size_t)order[s + (size_t)i] * E, (size_t)E * sizeof(float));
                 yb[i] = y[order[s + (size_t)i]];
+                if (q) memcpy(qb + (size_t)i * C, q + (size_t)order[s + (size_t)i] * C, (size_t)C * sizeof(float));
             }
             /* forward, zero the gradients, backward, update */
-            ep_loss += head_forward(h, &a, xb, yb, nb);
+            ep_loss += head_forward(h, &a, xb, yb, qb, nb);
             memset(g.w1, 0, (size_t)N * E * sizeof(float));
             memset(g.b1, 0, (size_t)N * sizeof(float));
             if (h->n_hidden) {
                 memset(g.w2, 0, (size_t)h->n_out * h->n_hidden * sizeof(float));
                 memset(g.b2, 0, (size_t)h->n_out * sizeof(float));
             }
-            head_backward(h, &g, &a, xb, yb, nb);
+            head_backward(h, &g, &a, xb, yb, qb, nb);
             float lr = sl_lr_at(&sched, step);
             sl_adamw_step(&opt, lr);
             if (progress) {
@@ -373,7 +430,10 @@ int sl_head_train(struct sl_head *h, const float *x, const int32_t *y, const int
             }
         }
         ep_loss /= (double)n_train;
-        if (n_val) sl_head_eval(h, x, y, val_idx, n_val, &val_loss, &val_acc);
+        if (n_val) {
+            sl_head_eval(h, x, y, val_idx, n_val, &val_loss, &val_acc);
+            if (q) val_loss = eval_soft(h, x, q, val_idx, n_val);
+        }
         bool stop;
         double crit = n_val ? val_loss : ep_loss;
         res->epochs_run = ep + 1;
@@ -395,6 +455,7 @@ fail:
     sl_head_free(&best);
     acts_free(&a);
     free(xb);
+    free(qb);
     free(yb);
     free(order);
     return rc;
@@ -421,6 +482,7 @@ int sl_head_save(const struct sl_head *h, const char *path, struct sl_err *err)
          sl_gguf_set_str(w, SL_HEAD_ARCH ".pooling", "mean") |
          sl_gguf_set_str(w, SL_HEAD_ARCH ".source.name", h->source_name ? h->source_name : "") |
          sl_gguf_set_str(w, SL_HEAD_ARCH ".source.hash", hash);
+    if (h->n_ctx > 0) rc |= sl_gguf_set_u32(w, SL_HEAD_ARCH ".n_ctx", (uint32_t)h->n_ctx);
     if (rc) {
         rc = sl_err_set(err, SL_ENOMEM, "head: out of memory");
         goto out; /* allocation failure */
@@ -503,6 +565,9 @@ int sl_head_load(struct sl_head *h, const char *path, struct sl_err *err)
                      (rc = load_f32(g, path, "head.b2", n_out, 0, h->b2, err))))
         goto out; /* bad tensor */
     if (sl_gguf_get_str(g, SL_HEAD_ARCH ".source.name", &s, NULL) == 0) h->source_name = strndup(s.ptr, s.len);
+    uint32_t hn_ctx = 0;
+    if (sl_gguf_get_u32(g, SL_HEAD_ARCH ".n_ctx", &hn_ctx, NULL) == 0 && hn_ctx <= (1u << 20))
+        h->n_ctx = (int32_t)hn_ctx;
     if (sl_gguf_get_str(g, SL_HEAD_ARCH ".source.hash", &s, NULL) == 0 && s.len == 16) {
         char tmp[17];
         memcpy(tmp, s.ptr, 16);

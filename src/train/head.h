@@ -15,6 +15,8 @@
  *   sluice-head.n_in / .n_hidden (0 = linear) / .n_out   u32
  *   sluice-head.labels      string array (C), in class order
  *   sluice-head.pooling     "mean"
+ *   sluice-head.n_ctx       u32: tokens embedded per text in training (texts
+ *                           are cut there; classification cuts them alike)
  *   sluice-head.source.name string: the model's general.name
  *   sluice-head.source.hash string: 16 hex digits of sl_head_model_hash
  *   tensors head.w1 (E -> rows), head.b1, and for an MLP head.w2, head.b2
@@ -47,6 +49,7 @@ struct sl_head {
     char **labels;    /* (C) owned */
     char *source_name;
     uint64_t source_hash;
+    int32_t n_ctx;    /* tokens embedded per text when trained; 0 = not recorded */
 };
 
 /* Allocate a head with zeroed weights and copies of the labels. */
@@ -105,6 +108,23 @@ int sl_head_train(struct sl_head *h, const float *x, const int32_t *y, const int
                   size_t n_train, const int32_t *val_idx, size_t n_val,
                   const struct sl_head_train_params *p, struct sl_head_train_result *res,
                   sl_train_progress_fn progress, void *user, struct sl_err *err);
+
+/* The same with soft targets (distillation): q (n, C) holds a probability
+ * distribution per example (a teacher's), and the loss is the cross-entropy
+ * -sum_c q_c log p_c, whose gradient with respect to the logits is p - q.
+ * y (n) still gives the hard labels for the validation accuracy; the
+ * validation loss (early stopping) is the soft cross-entropy. q NULL: as
+ * sl_head_train. */
+int sl_head_train_soft(struct sl_head *h, const float *x, const int32_t *y, const float *q,
+                       const int32_t *train_idx, size_t n_train, const int32_t *val_idx, size_t n_val,
+                       const struct sl_head_train_params *p, struct sl_head_train_result *res,
+                       sl_train_progress_fn progress, void *user, struct sl_err *err);
+
+/* Mean loss of h over B examples x (B, E) against q (B, C) (or y when q is
+ * NULL), and its gradient into g (a head of h's shape, overwritten). For
+ * gradient checks. NAN when out of memory. */
+double sl_head_loss_grad(const struct sl_head *h, const float *x, const int32_t *y, const float *q, int B,
+                         struct sl_head *g);
 
 /* Mean cross-entropy and accuracy of h over the listed examples. */
 void sl_head_eval(const struct sl_head *h, const float *x, const int32_t *y, const int32_t *idx,

@@ -96,3 +96,56 @@ export function bodyOf(reply) {
   const i = reply.indexOf('\r\n\r\n');
   return i < 0 ? '' : reply.slice(i + 4);
 }
+
+// A random-weight `sluice synth` model with its own seed (a second, different
+// model for the router tests' "large" server).
+export function synthModel(dir, name, seed) {
+  const path = join(dir, `${name}.gguf`);
+  execFileSync(BIN, ['synth', '--preset', 'tiny', '--seed', String(seed), '-o', path], { stdio: 'ignore' });
+  return path;
+}
+
+// The scripted upstream program (tests/support/fake_upstream_main.c), built
+// next to the tests: SLUICE_FAKE_UPSTREAM, else BUILD/tests/ beside BIN.
+export const FAKE_UPSTREAM = process.env.SLUICE_FAKE_UPSTREAM || join(dirname(BIN), 'tests', 'sluice-fake-upstream');
+
+// Start the fake upstream on a case file; resolves to {port, url, stop()}.
+// Every request it receives is appended to `record` as a JSON line.
+export function startFakeUpstream(caseFile, record) {
+  return new Promise((resolvePromise, reject) => {
+    const args = [caseFile, '--max-seconds', '600'];
+    if (record) args.push('--record', record);
+    const proc = spawn(FAKE_UPSTREAM, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '', err = '', done = false;
+    const timer = setTimeout(() => { if (!done) { done = true; proc.kill('SIGKILL'); reject(new Error(`fake upstream did not start: ${err}`)); } }, 10000);
+    proc.stderr.on('data', (d) => { err += d; });
+    proc.on('error', (e) => { if (!done) { done = true; clearTimeout(timer); reject(e); } });
+    proc.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/port (\d+)/);
+      if (m && !done) {
+        done = true;
+        clearTimeout(timer);
+        const exited = new Promise((r) => proc.on('exit', (code, sig) => r({ code, sig })));
+        resolvePromise({
+          proc, port: Number(m[1]), url: `http://127.0.0.1:${m[1]}/v1`,
+          async stop() { proc.stdin.end(); if (proc.exitCode === null) proc.kill('SIGTERM'); return exited; },
+        });
+      }
+    });
+  });
+}
+
+// A TCP port nothing listens on (bound, then closed).
+export function closedPort() {
+  return new Promise((resolvePromise) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolvePromise(port)); });
+  });
+}
+
+// Rows of a SQLite query, through the sqlite3 command-line shell.
+export function sqlite(db, sql) {
+  const out = execFileSync('sqlite3', ['-json', db, sql], { encoding: 'utf8' });
+  return out.trim() ? JSON.parse(out) : [];
+}
