@@ -640,6 +640,7 @@ static int h_complete(void *ctx, const struct sl_backend_req *req, struct sl_bac
 {
     struct http_backend *B = ctx;
     memset(resp, 0, sizeof *resp);
+    resp->confidence = -1; /* an upstream reports none; the router derives it from logprobs */
     json_t *body = build_body(B, req, false);
     if (!body) return sl_err_set(err, SL_ENOMEM, "%s: out of memory", __func__);
     int rc = call(B, B->url_chat, body, false, NULL, NULL, resp, parse_chat, resp, err);
@@ -652,7 +653,8 @@ static int h_complete(void *ctx, const struct sl_backend_req *req, struct sl_bac
                                        .latency_ms = resp->latency_ms,
                                        .first_byte_ms = resp->first_byte_ms,
                                        .tokens_in = -1,
-                                       .tokens_out = -1};
+                                       .tokens_out = -1,
+                                       .confidence = -1};
         sl_backend_resp_free(resp);
         *resp = keep;
     }
@@ -664,6 +666,7 @@ static int h_stream(void *ctx, const struct sl_backend_req *req, sl_backend_chun
 {
     struct http_backend *B = ctx;
     memset(resp, 0, sizeof *resp);
+    resp->confidence = -1;
     json_t *body = build_body(B, req, true);
     if (!body) return sl_err_set(err, SL_ENOMEM, "%s: out of memory", __func__);
     int rc = call(B, B->url_chat, body, true, fn, user, resp, NULL, NULL, err);

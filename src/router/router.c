@@ -29,6 +29,7 @@
 #include <pcre2.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,25 @@ struct sl_router {
     struct sl_pii_detector *pii;
     pcre2_match_context *mctx;
     pthread_mutex_t mu; /* guards routes[].spend, spend_day */
+    atomic_ullong log_errors; /* request rows / ledger entries the store refused */
 };
+
+/* A store write failed: the request is still answered, but the loss is
+ * counted (/metrics: sluice_log_errors_total) and said on stderr, since
+ * the log is what costs, evaluation and distillation read. */
+static void log_failed(struct sl_router *r, const char *what, const char *id,
+                       const struct sl_err *e)
+{
+    unsigned long long n = atomic_fetch_add(&r->log_errors, 1) + 1;
+    if (n <= 10 || (n & (n - 1)) == 0) /* the first ten, then at powers of two */
+        fprintf(stderr, "sluice: request log: %s of request %s failed (%llu so far): %s\n", what,
+                id ? id : "-", n, e->msg);
+}
+
+unsigned long long sl_router_log_errors(const struct sl_router *r)
+{
+    return atomic_load(&((struct sl_router *)r)->log_errors);
+}
 
 /* ================================================================ helpers */
 
@@ -905,7 +924,9 @@ static enum tier_result try_tier(struct rq *q, int bi, bool stream, bool want_lo
             .machine_ms = machine_ms,
             .cost = st->cost,
         };
-        r->env.store->iface->ledger_add(r->env.store->ctx, &l, NULL); /* best effort */
+        struct sl_err lerr = {0};
+        if (r->env.store->iface->ledger_add(r->env.store->ctx, &l, &lerr))
+            log_failed(r, "ledger entry", req->id, &lerr);
     }
     if (redacted)
         q->sent_redacted = true;
@@ -1248,7 +1269,9 @@ static void write_log(struct rq *q)
     row.input = input;
     row.output = res->content;
     row.status = res->status;
-    r->env.store->iface->log_request(r->env.store->ctx, &row, NULL); /* best effort */
+    struct sl_err e = {0};
+    if (r->env.store->iface->log_request(r->env.store->ctx, &row, &e))
+        log_failed(r, "row", q->req->id, &e);
     free(input);
 }
 

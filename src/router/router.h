@@ -166,6 +166,10 @@ int sl_router_route(struct sl_router *r, const struct sl_route_req *req,
 /* A backend by name (for evaluation and distillation), or NULL. */
 struct sl_backend *sl_router_backend(struct sl_router *r, const char *name);
 
+/* Request rows and ledger entries the store failed to write since start
+ * (each is also reported on stderr). */
+unsigned long long sl_router_log_errors(const struct sl_router *r);
+
 /* Spend of a route today (UTC), as the budget sees it. */
 double sl_router_spend_today(struct sl_router *r, const char *route);
 

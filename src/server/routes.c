@@ -2108,6 +2108,11 @@ static void handle_metrics(struct sl_server *s, struct sl_http_resp *resp)
             }
         }
         pthread_mutex_unlock(&s->route_mu);
+        sl_buf_appendf(&o,
+                       "# HELP sluice_log_errors_total Routed request rows and ledger entries the "
+                       "request log failed to write.\n# TYPE sluice_log_errors_total counter\n"
+                       "sluice_log_errors_total %llu\n",
+                       sl_router_log_errors(s->router));
     }
     resp->status = 200;
     resp->content_type = "text/plain; version=0.0.4";

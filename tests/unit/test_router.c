@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "router/predict.h"
 #include "router/privacy.h"
+#include "store/store_int.h"
 #include "router/router.h"
 #include "support/fake_upstream.h"
 #include "test.h"
@@ -1345,6 +1346,35 @@ out:
     world_free(&w);
 }
 
+/* A store that refuses a write: the client still gets its answer, and the
+ * loss is counted (the /metrics counter) rather than dropped silently. */
+static void a_failed_log_write_is_counted(void)
+{
+    struct world w;
+    world_init(&w);
+    struct sl_router *r = router_of(&w);
+    if (!r) goto out;
+    struct chat c;
+    chat_req(&c, "cascade", "What is 2+2?");
+    struct sl_route_result res;
+    T_EQ_INT((int)sl_router_log_errors(r), 0);
+    sl_store_sqlite_fail_at = 1; /* the next sqlite3_step fails */
+    T_EQ_INT(route(r, &c, &res), 0);
+    sl_store_sqlite_fail_at = 0;
+    T_EQ_INT(res.status, 200);
+    T_EQ_STR(res.content, "small answer");
+    T_TRUE(sl_router_log_errors(r) >= 1);
+    sl_route_result_free(&res);
+    unsigned long long before = sl_router_log_errors(r);
+    chat_req(&c, "cascade", "And 3+3?");
+    T_EQ_INT(route(r, &c, &res), 0);
+    T_EQ_INT((int)(sl_router_log_errors(r) - before), 0); /* the store works again */
+    sl_route_result_free(&res);
+    sl_router_free(r);
+out:
+    world_free(&w);
+}
+
 int main(void)
 {
     T_RUN(cascade_keeps_a_confident_small_answer);
@@ -1363,5 +1393,6 @@ int main(void)
     T_RUN(bad_requests_and_bad_configs_say_what_is_wrong);
     T_RUN(concurrent_requests_from_four_threads);
     T_RUN(yaml_config_routes_to_a_real_http_upstream);
+    T_RUN(a_failed_log_write_is_counted);
     return t_done();
 }
