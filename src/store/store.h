@@ -116,6 +116,22 @@ struct sl_store_cost_row {
 
 typedef int (*sl_store_cost_fn)(void *user, const struct sl_store_cost_row *row);
 
+/* Which requests list_requests returns; every set condition must hold.
+ * Start from sl_store_filter_default(). */
+struct sl_store_filter {
+    const char *route;    /* route name; NULL = any */
+    const char *decision; /* "escalated", "local", ...; NULL = any */
+    int64_t since_ms;     /* ts_ms >= since_ms; 0 = all */
+    int has_feedback;     /* 1: only with feedback, 0: only without, -1: either */
+    int64_t limit;        /* at most this many rows (the oldest first); 0 = no limit */
+};
+
+struct sl_store_filter sl_store_filter_default(void);
+
+/* One listed request. The row (stages not filled) is valid during the
+ * callback only; a non-zero return stops the listing and is returned. */
+typedef int (*sl_store_row_fn)(void *user, const struct sl_store_row *row);
+
 struct sl_store_i {
     const char *kind; /* "sqlite", "postgres" */
 
@@ -136,6 +152,13 @@ struct sl_store_i {
      * ts_ms >= since_ms. A non-zero return from fn stops and is returned. */
     int (*costs)(void *ctx, enum sl_store_group by, int64_t since_ms, sl_store_cost_fn fn,
                  void *user, struct sl_err *err);
+
+    /* Optional (NULL: this store cannot list; SQLite and PostgreSQL can).
+     * Calls fn for every request matching f, oldest first (ts_ms, then id),
+     * with its feedback. fn must not call the store (the store is locked
+     * for SQLite; PostgreSQL reads the result first). */
+    int (*list_requests)(void *ctx, const struct sl_store_filter *f, sl_store_row_fn fn, void *user,
+                         struct sl_err *err);
 
     /* Required. Closes and frees ctx. */
     void (*close)(void *ctx);

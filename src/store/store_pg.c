@@ -69,6 +69,7 @@ enum {
     PQ_UPS_FB,
     PQ_GET_REQ,
     PQ_GET_STAGES,
+    PQ_LIST_REQ,
     PQ_COSTS_ROUTE,
     PQ_COSTS_MODEL,
     PQ_COSTS_DAY,
@@ -108,6 +109,17 @@ static const struct {
     [PQ_GET_STAGES] = {"sl_get_stages",
                        "SELECT stage, ms FROM request_stages WHERE request_id = $1 ORDER BY seq",
                        1},
+    /* $1 route, $2 decision (NULL = any), $3 since, $4 feedback (-1 any), $5 limit (NULL none) */
+    [PQ_LIST_REQ] = {"sl_list_req",
+                     "SELECT r.id, r.ts_ms, r.route, r.tiers, r.decision, r.reason, r.confidence,"
+                     " r.model, r.backend, r.tokens_in, r.tokens_out, r.latency_ms, r.cost, r.input,"
+                     " r.input_sha256, r.output, r.status, f.answer FROM requests r"
+                     " LEFT JOIN feedback f ON f.request_id = r.id"
+                     " WHERE ($1::text IS NULL OR r.route = $1::text)"
+                     " AND ($2::text IS NULL OR r.decision = $2::text) AND r.ts_ms >= $3::bigint"
+                     " AND ($4::int < 0 OR (f.answer IS NOT NULL) = ($4::int = 1))"
+                     " ORDER BY r.ts_ms, r.id LIMIT $5::bigint",
+                     5},
     [PQ_COSTS_ROUTE] = {"sl_costs_route", PG_COSTS_SQL("COALESCE(route, '-')"), 1},
     [PQ_COSTS_MODEL] = {"sl_costs_model", PG_COSTS_SQL("COALESCE(model, '-')"), 1},
     [PQ_COSTS_DAY] = {"sl_costs_day",
@@ -300,6 +312,29 @@ static char *col(PGresult *r, int row, int c)
     return p;
 }
 
+/* Row k of PQ_GET_REQ / PQ_LIST_REQ into o (strings owned). */
+static void row_read(PGresult *r, int k, struct sl_store_row *o)
+{
+    o->id = col(r, k, 0);
+    o->ts_ms = strtoll(PQgetvalue(r, k, 1), NULL, 10);
+    o->route = col(r, k, 2);
+    o->tiers = col(r, k, 3);
+    o->decision = col(r, k, 4);
+    o->reason = col(r, k, 5);
+    o->confidence = PQgetisnull(r, k, 6) ? -1 : strtod(PQgetvalue(r, k, 6), NULL);
+    o->model = col(r, k, 7);
+    o->backend = col(r, k, 8);
+    o->tokens_in = strtoll(PQgetvalue(r, k, 9), NULL, 10);
+    o->tokens_out = strtoll(PQgetvalue(r, k, 10), NULL, 10);
+    o->latency_ms = strtod(PQgetvalue(r, k, 11), NULL);
+    o->cost = strtod(PQgetvalue(r, k, 12), NULL);
+    o->input = col(r, k, 13);
+    o->input_sha256 = col(r, k, 14);
+    o->output = col(r, k, 15);
+    o->status = atoi(PQgetvalue(r, k, 16));
+    o->feedback = col(r, k, 17);
+}
+
 static int pg_get_request(void *ctx, const char *id, struct sl_store_row *o, struct sl_err *err)
 {
     struct store_pg *S = ctx;
@@ -313,24 +348,7 @@ static int pg_get_request(void *ctx, const char *id, struct sl_store_row *o, str
     } else if (PQntuples(r) == 0) {
         rc = sl_err_set(err, SL_ENOTFOUND, "%s: no request with id '%s'", __func__, v[0]);
     } else {
-        o->id = col(r, 0, 0);
-        o->ts_ms = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
-        o->route = col(r, 0, 2);
-        o->tiers = col(r, 0, 3);
-        o->decision = col(r, 0, 4);
-        o->reason = col(r, 0, 5);
-        o->confidence = PQgetisnull(r, 0, 6) ? -1 : strtod(PQgetvalue(r, 0, 6), NULL);
-        o->model = col(r, 0, 7);
-        o->backend = col(r, 0, 8);
-        o->tokens_in = strtoll(PQgetvalue(r, 0, 9), NULL, 10);
-        o->tokens_out = strtoll(PQgetvalue(r, 0, 10), NULL, 10);
-        o->latency_ms = strtod(PQgetvalue(r, 0, 11), NULL);
-        o->cost = strtod(PQgetvalue(r, 0, 12), NULL);
-        o->input = col(r, 0, 13);
-        o->input_sha256 = col(r, 0, 14);
-        o->output = col(r, 0, 15);
-        o->status = atoi(PQgetvalue(r, 0, 16));
-        o->feedback = col(r, 0, 17);
+        row_read(r, 0, o);
     }
     PQclear(r);
     if (rc == 0) {
@@ -389,6 +407,35 @@ static int pg_costs(void *ctx, enum sl_store_group by, int64_t since_ms, sl_stor
     return rc;
 }
 
+static int pg_list_requests(void *ctx, const struct sl_store_filter *f, sl_store_row_fn fn, void *user,
+                            struct sl_err *err)
+{
+    struct store_pg *S = ctx;
+    char since[24], fb[8], lim[24];
+    snprintf(since, sizeof since, "%lld", (long long)f->since_ms);
+    snprintf(fb, sizeof fb, "%d", f->has_feedback < 0 ? -1 : f->has_feedback > 0);
+    snprintf(lim, sizeof lim, "%lld", (long long)f->limit);
+    const char *v[5] = {f->route, f->decision, since, fb, f->limit > 0 ? lim : NULL};
+    int rc = 0;
+    pthread_mutex_lock(&S->mu);
+    PGresult *r = run(S, PQ_LIST_REQ, v);
+    pthread_mutex_unlock(&S->mu);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        rc = pg_err(err, SL_EIO, __func__, "list requests", PQresultErrorMessage(r));
+        PQclear(r);
+        return rc;
+    }
+    for (int k = 0; k < PQntuples(r) && rc == 0; k++) {
+        struct sl_store_row row = {0};
+        row_read(r, k, &row);
+        if (!row.id) rc = sl_err_set(err, SL_ENOMEM, "%s: out of memory", __func__);
+        else rc = fn(user, &row);
+        sl_store_row_free(&row);
+    }
+    PQclear(r);
+    return rc;
+}
+
 static void pg_close(void *ctx)
 {
     struct store_pg *S = ctx;
@@ -405,6 +452,7 @@ static const struct sl_store_i pg_iface = {
     .feedback = pg_feedback,
     .get_request = pg_get_request,
     .costs = pg_costs,
+    .list_requests = pg_list_requests,
     .close = pg_close,
 };
 

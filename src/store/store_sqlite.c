@@ -89,6 +89,7 @@ enum {
     ST_UPS_FEEDBACK,
     ST_GET_REQ,
     ST_GET_STAGES,
+    ST_LIST_REQ,
     ST_COSTS_ROUTE,
     ST_COSTS_MODEL,
     ST_COSTS_DAY,
@@ -126,6 +127,14 @@ static const char *const stmt_sql[ST_COUNT] = {
                    " r.model, r.backend, r.tokens_in, r.tokens_out, r.latency_ms, r.cost, r.input,"
                    " r.input_sha256, r.output, r.status, f.answer"
                    " FROM requests r LEFT JOIN feedback f ON f.request_id = r.id WHERE r.id = ?",
+    /* ?1 route, ?2 decision (NULL = any), ?3 since, ?4 feedback (-1 any), ?5 limit (-1 none) */
+    [ST_LIST_REQ] = "SELECT r.id, r.ts_ms, r.route, r.tiers, r.decision, r.reason, r.confidence,"
+                    " r.model, r.backend, r.tokens_in, r.tokens_out, r.latency_ms, r.cost, r.input,"
+                    " r.input_sha256, r.output, r.status, f.answer"
+                    " FROM requests r LEFT JOIN feedback f ON f.request_id = r.id"
+                    " WHERE (?1 IS NULL OR r.route = ?1) AND (?2 IS NULL OR r.decision = ?2)"
+                    " AND r.ts_ms >= ?3 AND (?4 < 0 OR (f.answer IS NOT NULL) = ?4)"
+                    " ORDER BY r.ts_ms, r.id LIMIT ?5",
     [ST_GET_STAGES] = "SELECT stage, ms FROM request_stages WHERE request_id = ? ORDER BY seq",
     [ST_COSTS_ROUTE] = COSTS_SQL("COALESCE(route, '-')", "COALESCE(route, '-')"),
     [ST_COSTS_MODEL] = COSTS_SQL("COALESCE(model, '-')", "COALESCE(model, '-')"),
@@ -361,6 +370,29 @@ void sl_store_row_free(struct sl_store_row *r)
     memset(r, 0, sizeof *r);
 }
 
+/* The columns of ST_GET_REQ / ST_LIST_REQ into o (strings owned). */
+static void row_read(sqlite3_stmt *s, struct sl_store_row *o)
+{
+    o->id = col_dup(s, 0);
+    o->ts_ms = sqlite3_column_int64(s, 1);
+    o->route = col_dup(s, 2);
+    o->tiers = col_dup(s, 3);
+    o->decision = col_dup(s, 4);
+    o->reason = col_dup(s, 5);
+    o->confidence = sqlite3_column_type(s, 6) == SQLITE_NULL ? -1 : sqlite3_column_double(s, 6);
+    o->model = col_dup(s, 7);
+    o->backend = col_dup(s, 8);
+    o->tokens_in = sqlite3_column_int64(s, 9);
+    o->tokens_out = sqlite3_column_int64(s, 10);
+    o->latency_ms = sqlite3_column_double(s, 11);
+    o->cost = sqlite3_column_double(s, 12);
+    o->input = col_dup(s, 13);
+    o->input_sha256 = col_dup(s, 14);
+    o->output = col_dup(s, 15);
+    o->status = sqlite3_column_int(s, 16);
+    o->feedback = col_dup(s, 17);
+}
+
 static int ss_get_request(void *ctx, const char *id, struct sl_store_row *o, struct sl_err *err)
 {
     struct store_sqlite *S = ctx;
@@ -375,24 +407,7 @@ static int ss_get_request(void *ctx, const char *id, struct sl_store_row *o, str
     } else if (src != SQLITE_ROW) {
         rc = db_err(S, err, __func__, "read request", src);
     } else {
-        o->id = col_dup(s, 0);
-        o->ts_ms = sqlite3_column_int64(s, 1);
-        o->route = col_dup(s, 2);
-        o->tiers = col_dup(s, 3);
-        o->decision = col_dup(s, 4);
-        o->reason = col_dup(s, 5);
-        o->confidence = sqlite3_column_type(s, 6) == SQLITE_NULL ? -1 : sqlite3_column_double(s, 6);
-        o->model = col_dup(s, 7);
-        o->backend = col_dup(s, 8);
-        o->tokens_in = sqlite3_column_int64(s, 9);
-        o->tokens_out = sqlite3_column_int64(s, 10);
-        o->latency_ms = sqlite3_column_double(s, 11);
-        o->cost = sqlite3_column_double(s, 12);
-        o->input = col_dup(s, 13);
-        o->input_sha256 = col_dup(s, 14);
-        o->output = col_dup(s, 15);
-        o->status = sqlite3_column_int(s, 16);
-        o->feedback = col_dup(s, 17);
+        row_read(s, o);
     }
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
@@ -449,6 +464,37 @@ static int ss_costs(void *ctx, enum sl_store_group by, int64_t since_ms, sl_stor
     return rc;
 }
 
+static int ss_list_requests(void *ctx, const struct sl_store_filter *f, sl_store_row_fn fn, void *user,
+                            struct sl_err *err)
+{
+    struct store_sqlite *S = ctx;
+    int rc = 0, src;
+    pthread_mutex_lock(&S->mu);
+    sqlite3_stmt *s = S->st[ST_LIST_REQ];
+    bind_text(s, 1, f->route);
+    bind_text(s, 2, f->decision);
+    sqlite3_bind_int64(s, 3, f->since_ms);
+    sqlite3_bind_int(s, 4, f->has_feedback < 0 ? -1 : f->has_feedback > 0);
+    sqlite3_bind_int64(s, 5, f->limit > 0 ? f->limit : -1);
+    while ((src = step(s)) == SQLITE_ROW) {
+        struct sl_store_row row = {0};
+        row_read(s, &row);
+        if (!row.id) {
+            sl_store_row_free(&row);
+            rc = sl_err_set(err, SL_ENOMEM, "%s: out of memory", __func__);
+            break;
+        }
+        rc = fn(user, &row);
+        sl_store_row_free(&row);
+        if (rc) break;
+    }
+    if (rc == 0 && src != SQLITE_DONE) rc = db_err(S, err, __func__, "list requests", src);
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    pthread_mutex_unlock(&S->mu);
+    return rc;
+}
+
 static void ss_close(void *ctx)
 {
     struct store_sqlite *S = ctx;
@@ -467,10 +513,17 @@ static const struct sl_store_i sqlite_iface = {
     .feedback = ss_feedback,
     .get_request = ss_get_request,
     .costs = ss_costs,
+    .list_requests = ss_list_requests,
     .close = ss_close,
 };
 
 /* ================================================================ open */
+
+struct sl_store_filter sl_store_filter_default(void)
+{
+    return (struct sl_store_filter){.route = NULL, .decision = NULL, .since_ms = 0, .has_feedback = -1,
+                                    .limit = 0};
+}
 
 struct sl_store_params sl_store_default_params(void)
 {

@@ -338,6 +338,113 @@ static void store_takes_concurrent_writers(void)
     s.iface->close(s.ctx);
 }
 
+/* ================================================================ listing */
+
+struct listed {
+    char ids[16][SL_STORE_ID_MAX + 1];
+    char fb[16][32];
+    size_t n;
+    size_t stop_after; /* 0 = never */
+};
+
+static int collect(void *user, const struct sl_store_row *row)
+{
+    struct listed *L = user;
+    if (L->n < 16) {
+        snprintf(L->ids[L->n], sizeof L->ids[0], "%s", row->id);
+        snprintf(L->fb[L->n], sizeof L->fb[0], "%s", row->feedback ? row->feedback : "-");
+    }
+    L->n++;
+    return L->stop_after && L->n >= L->stop_after ? 42 : 0;
+}
+
+/* Six requests on two routes; list them through every filter. Shared by
+ * the SQLite and PostgreSQL tests. */
+static void check_listing(struct sl_store *s, const char *pre)
+{
+    struct sl_err err = {0};
+    char id[6][64];
+    static const char *const routes[6] = {"tri-list", "tri-list", "other-list", "tri-list", "tri-list", "tri-list"};
+    static const char *const dec[6] = {"escalated", "local", "escalated", "escalated", "escalated", "fallback"};
+    for (int i = 0; i < 6; i++) {
+        snprintf(id[i], sizeof id[i], "%s-%d", pre, i);
+        struct sl_store_request r = sample(id[i]);
+        r.route = routes[i];
+        r.decision = dec[i];
+        r.ts_ms = 1800000000000LL + (5 - i) * 1000; /* logged newest first */
+        T_OK(s->iface->log_request(s->ctx, &r, &err), &err);
+    }
+    T_OK(s->iface->feedback(s->ctx, id[3], "spam", &err), &err);
+    T_TRUE(s->iface->list_requests != NULL);
+    struct sl_store_filter f = sl_store_filter_default();
+    struct listed L = {0};
+    f.route = "tri-list";
+    f.decision = "escalated";
+    T_OK(s->iface->list_requests(s->ctx, &f, collect, &L, &err), &err);
+    T_EQ_INT(L.n, 3); /* 4, 3, 0: oldest first */
+    T_EQ_STR(L.ids[0], id[4]);
+    T_EQ_STR(L.ids[1], id[3]);
+    T_EQ_STR(L.ids[2], id[0]);
+    T_EQ_STR(L.fb[1], "spam");
+    T_EQ_STR(L.fb[0], "-");
+    /* with feedback only / without */
+    memset(&L, 0, sizeof L);
+    f.has_feedback = 1;
+    T_OK(s->iface->list_requests(s->ctx, &f, collect, &L, &err), &err);
+    T_EQ_INT(L.n, 1);
+    T_EQ_STR(L.ids[0], id[3]);
+    memset(&L, 0, sizeof L);
+    f.has_feedback = 0;
+    T_OK(s->iface->list_requests(s->ctx, &f, collect, &L, &err), &err);
+    T_EQ_INT(L.n, 2);
+    /* since: rows at or after the timestamp of request 3 */
+    memset(&L, 0, sizeof L);
+    f.has_feedback = -1;
+    f.since_ms = 1800000000000LL + 2000;
+    T_OK(s->iface->list_requests(s->ctx, &f, collect, &L, &err), &err);
+    T_EQ_INT(L.n, 2);
+    T_EQ_STR(L.ids[1], id[0]);
+    /* any decision on the route; a limit; a callback that stops */
+    memset(&L, 0, sizeof L);
+    f = sl_store_filter_default();
+    f.route = "tri-list";
+    T_OK(s->iface->list_requests(s->ctx, &f, collect, &L, &err), &err);
+    T_EQ_INT(L.n, 5);
+    memset(&L, 0, sizeof L);
+    f.limit = 2;
+    T_OK(s->iface->list_requests(s->ctx, &f, collect, &L, &err), &err);
+    T_EQ_INT(L.n, 2);
+    T_EQ_STR(L.ids[0], id[5]);
+    memset(&L, 0, sizeof L);
+    f.limit = 0;
+    L.stop_after = 3;
+    T_EQ_INT(s->iface->list_requests(s->ctx, &f, collect, &L, &err), 42);
+    T_EQ_INT(L.n, 3);
+    /* nothing matches: no call, no error */
+    memset(&L, 0, sizeof L);
+    f.route = "no-such-route";
+    T_OK(s->iface->list_requests(s->ctx, &f, collect, &L, &err), &err);
+    T_EQ_INT(L.n, 0);
+}
+
+static void store_lists_requests_by_route_decision_time_and_feedback(void)
+{
+    struct sl_store s;
+    struct sl_err err = {0};
+    struct sl_store_params p = sl_store_default_params();
+    p.input = SL_STORE_INPUT_STORE;
+    T_OK(sl_store_sqlite_open(&s, fresh_db("store_list.db"), &p, &err), &err);
+    if (!s.ctx) return;
+    check_listing(&s, "sq");
+    /* the inputs come back as stored */
+    struct sl_store_filter f = sl_store_filter_default();
+    struct listed L = {0};
+    f.route = "other-list";
+    T_OK(s.iface->list_requests(s.ctx, &f, collect, &L, &err), &err);
+    T_EQ_INT(L.n, 1);
+    s.iface->close(s.ctx);
+}
+
 /* ================================================================ PostgreSQL */
 
 /* A throw-away PostgreSQL cluster under the build's test directory, on a
@@ -464,6 +571,7 @@ static void store_postgres_behaves_like_sqlite(void)
     int64_t n = 0;
     T_OK(s.iface->costs(s.ctx, SL_STORE_BY_DAY, 0, count_rows, &n, &err), &err);
     T_EQ_INT(n, 2);
+    check_listing(&s, "pgl");
     s.iface->close(s.ctx);
     /* reopening runs no migration again and keeps the rows */
     T_OK(sl_store_pg_open(&s, conn, &p, &err), &err);
@@ -489,6 +597,7 @@ int main(void)
     T_RUN(store_refuses_a_file_that_is_not_a_database);
     T_RUN(store_write_failing_at_each_step_leaves_no_partial_request);
     T_RUN(store_takes_concurrent_writers);
+    T_RUN(store_lists_requests_by_route_decision_time_and_feedback);
     T_RUN(store_postgres_behaves_like_sqlite);
     pg_stop();
     const char *dbs[] = {"store_rt.db",    "store_in0.db",    "store_in1.db",    "store_in2.db",

@@ -10,12 +10,15 @@
 #include "cli.h"
 #include "engine/chat.h"
 #include "engine/generate.h"
+#include "engine/lora.h"
 #include "engine/model.h"
 
 static const char *usage_text =
     "usage: sluice run -m MODEL.gguf -p TEXT [options]\n"
     "  -p, --prompt TEXT        the prompt (or the user message with --chat)\n"
     "  -f, --file PATH          read the prompt from a file\n"
+    "  --lora FILE              merge a LoRA adapter (sluice train lora, llama.cpp format) at load\n"
+    "  --lora-scale S           its scale (default 1)\n"
     "  --chat                   apply the model's chat template to the prompt\n"
     "  --system TEXT            system message (with --chat)\n"
     "  --chat-template NAME     override the template (chatml, llama3, llama2, mistral, phi3,\n"
@@ -58,6 +61,8 @@ static int on_token(void *user, const struct sl_sample *s, const char *text, siz
 int cmd_run(int argc, char **argv)
 {
     const char *model_path = NULL, *prompt = NULL, *file = NULL, *system = NULL, *tmpl_name = NULL;
+    const char *lora_path = NULL;
+    double lora_scale = 1.0;
     struct cli_list stops = {0};
     bool chat = false, no_echo = false, verbose = false, ignore_eos = false;
     long long n_predict = 128, ctx_size = 0, threads = 0, lp = 0, top_k = 40, last_n = 64, seed = 42;
@@ -84,7 +89,10 @@ int cmd_run(int argc, char **argv)
         {NULL, "--ignore-eos", CLI_FLAG, &ignore_eos, 0, 0},
         {NULL, "--no-prompt", CLI_FLAG, &no_echo, 0, 0},
         {"-v", "--verbose", CLI_FLAG, &verbose, 0, 0},
+        {NULL, "--lora", CLI_STR, &lora_path, 0, 0},
+        {NULL, "--lora-scale", CLI_FLOAT, &lora_scale, -100, 100},
     };
+    struct sl_lora_merge *lora = NULL;
     struct sl_gen_params gp = sl_gen_default_params();
     struct sl_err err = {0};
     struct sl_model *m = NULL;
@@ -135,6 +143,15 @@ int cmd_run(int argc, char **argv)
     if (sl_model_load(&m, model_path, true, &err)) {
         rc = cli_fail(&err, "is this a GGUF model file?");
         goto out; /* bad model */
+    }
+    if (lora_path) {
+        if (sl_model_apply_lora(m, lora_path, (float)lora_scale, &lora, &err)) {
+            rc = cli_fail(&err, "is this a LoRA adapter for this model ('sluice train lora')?");
+            goto out; /* bad adapter */
+        }
+        if (verbose)
+            fprintf(stderr, "lora: %s merged into %d weights (scale %g)\n", lora_path, sl_lora_merge_count(lora),
+                    lora_scale);
     }
     if (!m->vocab) {
         sl_err_set(&err, SL_EFORMAT, "%s has no tokenizer (tokenizer.ggml.* metadata)", model_path);
@@ -204,6 +221,7 @@ out:
     sl_gen_result_free(&res);
     sl_ctx_free(ctx);
     sl_model_free(m);
+    sl_lora_merge_free(lora);
     free(toks);
     free(rendered);
     free(file_text);

@@ -128,6 +128,7 @@ static int cmd_train_head(int argc, char **argv)
         goto fail;
     h.source_name = strdup(m->name ? m->name : "");
     h.source_hash = sl_head_model_hash(m);
+    h.n_ctx = (int32_t)n_ctx;
     struct sl_head_train_params p = sl_head_train_default_params();
     p.n_hidden = (int32_t)hidden;
     p.epochs = (int32_t)epochs;
