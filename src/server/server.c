@@ -102,7 +102,9 @@ static int open_store(struct sl_server *s, FILE *log, struct sl_err *err)
     if (rc) {
         free(s->store);
         s->store = NULL;
-        return rc;
+        char m[SL_ERR_MSG_LEN];
+        snprintf(m, sizeof m, "%s", err ? err->msg : "");
+        return sl_err_set(err, rc, "log.db: %s", m);
     }
     if (log)
         fprintf(log, "sluice: request log: %s (%s), inputs %s\n",

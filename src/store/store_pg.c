@@ -144,11 +144,18 @@ static int64_t wall_ms(void)
 /* One-line libpq error (no trailing newline). */
 static int pg_err(struct sl_err *err, int code, const char *fn, const char *what, const char *msg)
 {
+    /* libpq's messages end in a newline and may hold several lines
+     * ("...failed: No such file\n\tIs the server running..."): one line. */
     char m[300];
-    snprintf(m, sizeof m, "%s", msg ? msg : "");
-    size_t l = strlen(m);
-    while (l && (m[l - 1] == '\n' || m[l - 1] == ' '))
-        m[--l] = 0;
+    size_t l = 0;
+    for (const char *p = msg ? msg : ""; *p && l + 1 < sizeof m; p++) {
+        char c = *p == '\n' || *p == '\t' || *p == '\r' ? ' ' : *p;
+        if (c == ' ' && (l == 0 || m[l - 1] == ' ')) continue;
+        m[l++] = c;
+    }
+    while (l && m[l - 1] == ' ')
+        l--;
+    m[l] = 0;
     return sl_err_set(err, code, "%s: %s: %s", fn, what, m);
 }
 

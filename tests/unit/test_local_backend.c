@@ -3,8 +3,9 @@
  * opened without HTTP (what `sluice eval` and `sluice distill` use): chat
  * with logprobs and its confidence, streaming equal to the whole answer,
  * aborting a stream, embeddings, classify and extract tasks with their
- * confidence and engine time, a prompt that does not fit, and one routed
- * request landing in the request log.
+ * confidence and engine time, a prompt that does not fit, one routed
+ * request landing in the request log, and the same with the log in a
+ * throw-away PostgreSQL (tests/support/pg_server.c; skipped without it).
  */
 #include "server/local_backend.h"
 
@@ -18,6 +19,7 @@
 #include "router/router.h"
 #include "server/server.h"
 #include "store/store.h"
+#include "support/pg_server.h"
 #include "test.h"
 
 static struct sl_config cfg;
@@ -264,6 +266,190 @@ static void routed_request_is_logged(void)
     sl_store_row_free(&row);
 }
 
+/* ================================================================ PostgreSQL */
+
+/* Not test_store's port: the two tests may run at once (ctest -j). */
+#define PG_PORT 54331
+
+/* One group of costs() (route or model "key"). */
+struct cost_seen {
+    const char *key;
+    int groups;
+    struct sl_store_cost_row row; /* of key */
+};
+
+static int on_cost(void *user, const struct sl_store_cost_row *row)
+{
+    struct cost_seen *c = user;
+    c->groups++;
+    if (!strcmp(row->key, c->key)) {
+        c->row = *row;
+        c->row.key = c->key;
+    }
+    return 0;
+}
+
+/* sl_server_open on cfg_text; returns its code, and the message in err. */
+static int open_with(struct sl_config *c, struct sl_server **out, const char *cfg_text,
+                     struct sl_err *err)
+{
+    int rc;
+    *out = NULL;
+    if ((rc = sl_config_init(c, err))) return rc;
+    if ((rc = sl_config_parse(c, cfg_text, strlen(cfg_text), err))) return rc;
+    return sl_server_open(out, c, NULL, false, err);
+}
+
+/* A cascade whose small tier is never sure enough (threshold 1): both
+ * local tiers run, the large one's answer is kept, and the row, its
+ * stages and both ledger entries land in PostgreSQL. */
+static void pg_routed_request(const struct pg_server *pg)
+{
+    struct sl_err err = {0};
+    char yaml[3072];
+    snprintf(
+        yaml, sizeof yaml,
+        "models:\n"
+        "  tiny:\n    path: %s\n    ctx: 512\n    slots: 1\n    threads: 1\n"
+        "tasks:\n"
+        "  triage:\n    kind: classify\n    model: tiny\n    labels: [billing, bug, shipping]\n"
+        "backends:\n"
+        "  small:\n    kind: local\n    model: tiny\n    infra_per_hour: 1.0\n"
+        "  large:\n    kind: local\n    model: tiny\n    infra_per_hour: 3.0\n"
+        "routes:\n  tri-pg:\n    policy: cascade\n    tiers: [small, large]\n"
+        "    threshold: 1\n"
+        "log:\n  db: \"pg:%s\"\n  inputs: store\n",
+        model_path, pg->conninfo);
+    struct sl_config c;
+    struct sl_server *s = NULL;
+    T_OK(open_with(&c, &s, yaml, &err), &err);
+    if (!s) {
+        sl_config_free(&c);
+        return;
+    }
+    T_TRUE(s->store != NULL && s->router != NULL);
+    if (!s->store || !s->router) goto out;
+    T_EQ_STR(s->store->iface->kind, "postgres");
+
+    const char *text = "I was charged twice for one order";
+    struct sl_route_req rr = {.id = "pg-route-1",
+                              .route = "tri-pg",
+                              .kind = SL_RREQ_CLASSIFY,
+                              .task = "triage",
+                              .input = text};
+    struct sl_route_result res = {0};
+    T_OK(sl_router_route(s->router, &rr, &res, &err), &err);
+    T_EQ_INT(res.status, 200);
+    T_EQ_STR(res.decision, "escalated");
+    T_EQ_STR(res.backend, "large");
+    T_EQ_INT(res.n_stages, 2);
+    T_TRUE(res.cost > 0);
+    double want_cost = res.cost, want_conf = res.confidence;
+    char label[64];
+    snprintf(label, sizeof label, "%s", res.content ? res.content : "");
+    sl_route_result_free(&res);
+    T_EQ_INT(sl_router_log_errors(s->router), 0);
+
+    /* the row, read back from PostgreSQL */
+    struct sl_store_row row = {0};
+    T_OK(s->store->iface->get_request(s->store->ctx, "pg-route-1", &row, &err), &err);
+    if (row.id) {
+        T_EQ_STR(row.route, "tri-pg");
+        T_EQ_STR(row.tiers, "small,large");
+        T_EQ_STR(row.decision, "escalated");
+        T_TRUE(row.reason != NULL && strstr(row.reason, "small") != NULL);
+        T_EQ_STR(row.backend, "large");
+        T_EQ_STR(row.model, "tiny");
+        T_EQ_STR(row.output, label);
+        T_EQ_STR(row.input, text); /* inputs: store */
+        T_TRUE(row.input_sha256 != NULL && strlen(row.input_sha256) == 64);
+        T_NEAR(row.confidence, want_conf, 1e-9);
+        T_NEAR(row.cost, want_cost, 1e-12);
+        T_EQ_INT(row.status, 200);
+        T_TRUE(row.tokens_in > 0);
+        T_EQ_INT(row.n_stages, 2);
+        T_EQ_STR(row.stages[0].name, "small");
+        T_EQ_STR(row.stages[1].name, "large");
+        T_TRUE(row.feedback == NULL);
+    }
+    /* the ledger: one request, two infra entries adding up to its cost */
+    struct cost_seen by_route = {.key = "tri-pg"};
+    T_OK(s->store->iface->costs(s->store->ctx, SL_STORE_BY_ROUTE, 0, on_cost, &by_route, &err),
+         &err);
+    T_EQ_INT(by_route.groups, 1);
+    T_EQ_INT(by_route.row.n_requests, 1);
+    T_EQ_INT(by_route.row.tokens_in, row.tokens_in);
+    T_NEAR(by_route.row.api_cost, 0, 0);
+    T_NEAR(by_route.row.infra_cost, want_cost, 1e-12);
+    T_TRUE(by_route.row.machine_ms > 0);
+    /* infra_per_hour x machine time: 1.0 and 3.0 per hour on one machine time
+     * total, so the cost lies between the two rates */
+    T_TRUE(want_cost >= by_route.row.machine_ms * 1.0 / 3.6e6 * (1 - 1e-9));
+    T_TRUE(want_cost <= by_route.row.machine_ms * 3.0 / 3.6e6 * (1 + 1e-9));
+    struct cost_seen by_model = {.key = "tiny"};
+    T_OK(s->store->iface->costs(s->store->ctx, SL_STORE_BY_MODEL, 0, on_cost, &by_model, &err),
+         &err);
+    T_EQ_INT(by_model.row.n_requests, 1);
+    T_NEAR(by_model.row.infra_cost, want_cost, 1e-12);
+    sl_store_row_free(&row);
+    /* feedback reaches the same row */
+    T_OK(s->store->iface->feedback(s->store->ctx, "pg-route-1", "billing", &err), &err);
+    T_OK(s->store->iface->get_request(s->store->ctx, "pg-route-1", &row, &err), &err);
+    T_EQ_STR(row.feedback, "billing");
+    sl_store_row_free(&row);
+out:
+    sl_server_free(s);
+    sl_config_free(&c);
+}
+
+/* A log.db that PostgreSQL refuses fails sl_server_open with libpq's
+ * reason, and leaves no server behind. */
+static void pg_bad_conninfo(const char *db, const char *want)
+{
+    struct sl_err err = {0};
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml,
+             "models:\n"
+             "  tiny:\n    path: %s\n    ctx: 512\n    slots: 1\n    threads: 1\n"
+             "log:\n  db: \"%s\"\n",
+             model_path, db);
+    struct sl_config c;
+    struct sl_server *s = NULL;
+    int rc = open_with(&c, &s, yaml, &err);
+    T_EQ_INT(rc, SL_EIO);
+    T_TRUE(s == NULL);
+    T_TRUE(strstr(err.msg, "connect") != NULL);
+    if (!strstr(err.msg, want)) T_FAIL_AT("message \"%s\" does not say \"%s\"", err.msg, want);
+    sl_server_free(s);
+    sl_config_free(&c);
+}
+
+static void serve_logs_to_postgres(void)
+{
+    struct pg_server pg;
+    int st = pg_server_start(&pg, PG_PORT);
+    if (st == 0) {
+        t_skip("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb)");
+        return;
+    }
+    if (st < 0) {
+        T_FAIL_AT("could not start PostgreSQL in %s (its initdb.log / server.log above)", pg.dir);
+        pg_server_stop(&pg);
+        return;
+    }
+    pg_routed_request(&pg);
+    /* the server is up, the database is not there */
+    char db[1024];
+    snprintf(db, sizeof db, "pg:host=%s port=%d user=postgres dbname=no_such_db", pg.dir, PG_PORT);
+    pg_bad_conninfo(db, "no_such_db");
+    /* nothing listens there */
+    pg_bad_conninfo("postgresql://postgres@/x?host=/nonexistent&port=1&connect_timeout=2",
+                    "/nonexistent");
+    /* not a conninfo at all */
+    pg_bad_conninfo("pg:host", "missing \"=\"");
+    pg_server_stop(&pg);
+}
+
 int main(void)
 {
     open_server();
@@ -277,6 +463,7 @@ int main(void)
         T_RUN(extract_task_gives_json);
         T_RUN(prompt_too_long_is_a_400);
         T_RUN(routed_request_is_logged);
+        T_RUN(serve_logs_to_postgres);
     }
     sl_server_free(srv);
     sl_config_free(&cfg);

@@ -2,7 +2,8 @@
  * test_store.c - the SQLite request log, feedback and ledger
  * (src/store/store_sqlite.c): round trips, input modes, migrations, WAL,
  * duplicate ids, a failing write at every step leaves nothing half-written,
- * concurrent writers.
+ * concurrent writers; the PostgreSQL store (store_pg.c) against a
+ * throw-away server (tests/support/pg_server.c).
  */
 #include <pthread.h>
 #include <sqlite3.h>
@@ -14,6 +15,7 @@
 #include "base/sha256.h"
 #include "store/store.h"
 #include "store/store_int.h"
+#include "support/pg_server.h"
 #include "test.h"
 
 /* Removes a test database and its WAL/SHM files. */
@@ -447,91 +449,23 @@ static void store_lists_requests_by_route_decision_time_and_feedback(void)
 
 /* ================================================================ PostgreSQL */
 
-/* A throw-away PostgreSQL cluster under the build's test directory, on a
- * Unix socket only (no TCP port), started and stopped by this test. */
-static char pg_dir[600];
-static char pg_bin[256];
-static int pg_up;
-
-/* Runs "rm -rf DIR" (what = 0), "rm -rf DIR && mkdir -p DIR" (1) or
- * "chown postgres DIR" (2). */
-static int dir_cmd(int what, const char *dir)
-{
-    char cmd[1400];
-    if (what == 0)
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    else if (what == 1)
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
-    else
-        snprintf(cmd, sizeof cmd, "chown postgres '%s'", dir);
-    return system(cmd);
-}
-
-static int pg_find_bin(void)
-{
-    for (int v = 20; v >= 12; v--) {
-        snprintf(pg_bin, sizeof pg_bin, "/usr/lib/postgresql/%d/bin", v);
-        char p[300];
-        snprintf(p, sizeof p, "%s/initdb", pg_bin);
-        if (access(p, X_OK) == 0) return 1;
-    }
-    return 0;
-}
-
-static int pg_start(void)
-{
-    if (!pg_find_bin()) return 0;
-    snprintf(pg_dir, sizeof pg_dir, "%s/pg-%d", SL_TEST_TMP, (int)getpid());
-    if (strlen(pg_dir) > 80) /* the socket path must fit in sun_path */
-        snprintf(pg_dir, sizeof pg_dir, "/tmp/sluice-pg-%d", (int)getpid());
-    if (dir_cmd(1, pg_dir)) return -1;
-    /* the server refuses to run as root: run it as the postgres user */
-    const char *as = "";
-    if (getuid() == 0) {
-        if (dir_cmd(2, pg_dir)) return -1;
-        as = "runuser -u postgres -- ";
-    }
-    char cmd[2400];
-    snprintf(
-        cmd, sizeof cmd,
-        "%s%s/initdb -D '%s/data' -A trust -U postgres -E UTF8 --no-sync >'%s/initdb.log' 2>&1", as,
-        pg_bin, pg_dir, pg_dir);
-    if (system(cmd) != 0) return -1;
-    snprintf(
-        cmd, sizeof cmd,
-        "%s%s/pg_ctl -D '%s/data' -w -t 30 -l '%s/server.log' -o \"-k '%s' -c listen_addresses='' "
-        "-p 54329 -F\" start >/dev/null 2>&1",
-        as, pg_bin, pg_dir, pg_dir, pg_dir);
-    if (system(cmd) != 0) return -1;
-    pg_up = 1;
-    return 1;
-}
-
-static void pg_stop(void)
-{
-    if (pg_up) {
-        char cmd[2400];
-        snprintf(cmd, sizeof cmd, "%s%s/pg_ctl -D '%s/data' -m immediate stop >/dev/null 2>&1",
-                 getuid() == 0 ? "runuser -u postgres -- " : "", pg_bin, pg_dir);
-        if (system(cmd) != 0) fprintf(stderr, "pg_ctl stop failed\n");
-        pg_up = 0;
-    }
-    if (pg_dir[0] && dir_cmd(0, pg_dir)) fprintf(stderr, "could not remove %s\n", pg_dir);
-}
+/* A throw-away PostgreSQL cluster (tests/support/pg_server.c), started
+ * by the test and stopped at the end of main. test_local_backend uses
+ * another port, so both may run at once. */
+static struct pg_server pg;
 
 static void store_postgres_behaves_like_sqlite(void)
 {
-    int st = pg_start();
+    int st = pg_server_start(&pg, 54329);
     if (st == 0) {
         t_skip("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb)");
         return;
     }
     if (st < 0) {
-        T_FAIL_AT("could not start PostgreSQL in %s (see initdb.log / server.log there)", pg_dir);
+        T_FAIL_AT("could not start PostgreSQL in %s (its initdb.log / server.log above)", pg.dir);
         return;
     }
-    char conn[800];
-    snprintf(conn, sizeof conn, "host=%s port=54329 user=postgres dbname=postgres", pg_dir);
+    const char *conn = pg.conninfo;
     struct sl_store s;
     struct sl_err err = {0};
     struct sl_store_params p = sl_store_default_params();
@@ -599,7 +533,7 @@ int main(void)
     T_RUN(store_takes_concurrent_writers);
     T_RUN(store_lists_requests_by_route_decision_time_and_feedback);
     T_RUN(store_postgres_behaves_like_sqlite);
-    pg_stop();
+    pg_server_stop(&pg);
     const char *dbs[] = {"store_rt.db",    "store_in0.db",    "store_in1.db",    "store_in2.db",
                          "store_dup.db",   "store_fb.db",     "store_reopen.db", "store_junk.db",
                          "store_fault.db", "store_threads.db"};
