@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "engine/kernels.h"
@@ -149,6 +150,40 @@ static struct result run_tile(const struct sl_kernels *k, int type, const void *
     return (struct result){units * reps / t / 1e9, 1e3 * t / reps};
 }
 
+/* Weights repacked into 16-row panels x T activation rows through the
+ * panel kernel (as ops.c: panels outside, activation tiles inside). */
+static struct result run_panel(const struct sl_kernels *k, int type, const void *pw, const void *a, int64_t rows,
+                               int64_t cols, int T, double min_s, float *y)
+{
+    const struct sl_panel *pn = &k->panel[type];
+    const size_t psz = sl_panel_size(type, cols), arow = pn->act_size(cols);
+    const int64_t np = (rows + SL_PANEL_ROWS - 1) / SL_PANEL_ROWS;
+    int reps = 0;
+    double t0 = 0, t = 0;
+    for (int pass = -1; pass < 0 || t < min_s; pass++) {
+        if (pass == 0) t0 = now_s();
+        for (int64_t p = 0; p < np; p++) {
+            const int64_t r = p * SL_PANEL_ROWS;
+            const int nr = rows - r < SL_PANEL_ROWS ? (int)(rows - r) : SL_PANEL_ROWS;
+            for (int c = 0; c < T; c += pn->tile_c)
+                pn->dot(cols, (const uint8_t *)pw + (size_t)p * psz, (const uint8_t *)a + (size_t)c * arow, arow,
+                        T - c < pn->tile_c ? T - c : pn->tile_c, nr, y + (size_t)c * rows + r, (size_t)rows);
+        }
+        if (pass >= 0) reps++;
+        t = now_s() - t0;
+        if (pass < 0) t = 0;
+    }
+    const size_t row = sl_row_size(type, cols);
+    const double units = T == 1 ? (double)row * (double)rows : (double)rows * (double)cols * T;
+    return (struct result){units * reps / t / 1e9, 1e3 * t / reps};
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 static int parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out)
 {
     char *end;
@@ -252,14 +287,65 @@ int main(int argc, char **argv)
                 jn += (size_t)snprintf(js + jn, sizeof js - jn, "%s{\"type\":\"%s\",\"path\":\"%s\",\"gbps\":%.3f,\"ms\":%.4f}",
                                        first ? "" : ",", tr->name, path_names[p], r.gbps, r.ms);
             first = 0;
+            if (k->panel[type].dot && k->mm[type].tile) {
+                /* panels against 1-row tiles (decode) and 4x4 tiles (prefill),
+                 * alternated AB_ROUNDS times in this process: medians and
+                 * the ratio of medians, since the machine is shared */
+                enum { AB_ROUNDS = 7 };
+                const struct sl_panel *pn = &k->panel[type];
+                const size_t psz = sl_panel_size(type, cols), arow = k->mm[type].act_size(cols);
+                const int64_t np = (rows + SL_PANEL_ROWS - 1) / SL_PANEL_ROWS;
+                /* huge pages where the kernel gives them, as model.c asks for */
+                const size_t pw_size = (psz * (size_t)np + ((size_t)2 << 20) - 1) / ((size_t)2 << 20) * ((size_t)2 << 20);
+                void *pw = aligned_alloc((size_t)2 << 20, pw_size);
+#ifdef MADV_HUGEPAGE
+                if (pw && getenv("BENCH_NO_THP") == NULL) (void)madvise(pw, pw_size, MADV_HUGEPAGE);
+#endif
+                void *pq = malloc(pn->act_size(cols) * TILE_T);
+                for (int64_t pi = 0; pi < np; pi++) {
+                    const int64_t r0 = pi * SL_PANEL_ROWS;
+                    sl_panel_pack(type, (const uint8_t *)w + (size_t)r0 * sl_row_size(type, cols), sl_row_size(type, cols),
+                                  rows - r0 < SL_PANEL_ROWS ? (int)(rows - r0) : SL_PANEL_ROWS, cols,
+                                  (uint8_t *)pw + (size_t)pi * psz);
+                }
+                for (int c = 0; c < TILE_T; c++) {
+                    pn->pack(x + (size_t)c * cols, (uint8_t *)pq + (size_t)c * pn->act_size(cols), cols);
+                    k->mm[type].pack(x + (size_t)c * cols, (uint8_t *)pa + (size_t)c * arow, cols);
+                }
+                for (int T = 1; T <= TILE_T; T += TILE_T - 1) {
+                    double vt[AB_ROUNDS], vp[AB_ROUNDS];
+                    for (int i = 0; i < AB_ROUNDS; i++) {
+                        vt[i] = run_tile(k, type, w, pa, rows, cols, T, (double)ms / 1e3 / AB_ROUNDS, y).gbps;
+                        vp[i] = run_panel(k, type, pw, pq, rows, cols, T, (double)ms / 1e3 / AB_ROUNDS, y).gbps;
+                    }
+                    qsort(vt, AB_ROUNDS, sizeof *vt, cmp_double);
+                    qsort(vp, AB_ROUNDS, sizeof *vp, cmp_double);
+                    printf("| %s | %s panel T=%d | %.2f %s | A/B x%d | %.2fx of tile (median %.2f) |\n", tr->name,
+                           path_names[p], T, vp[AB_ROUNDS / 2], T == 1 ? "GB/s" : "GMAC/s", AB_ROUNDS,
+                           vp[AB_ROUNDS / 2] / vt[AB_ROUNDS / 2], vt[AB_ROUNDS / 2]);
+                }
+                free(pw);
+                free(pq);
+            }
             if (!k->mm[type].tile) continue;
             const size_t arow = k->mm[type].act_size(cols);
             for (int c = 0; c < TILE_T; c++) k->mm[type].pack(x + (size_t)c * cols, (uint8_t *)pa + (size_t)c * arow, cols);
             for (int T = 1; T <= TILE_T; T += TILE_T - 1) {
                 const struct result rt = run_tile(k, type, w, pa, rows, cols, T, (double)ms / 1e3, y);
-                if (T == 1)
-                    printf("| %s | %s tile T=1 | %.2f | %.3f | %.2fx of row dot |\n", tr->name, path_names[p], rt.gbps,
-                           rt.ms, rt.gbps / r.gbps);
+                if (T == 1) {
+                    /* and the two alternated in this process: the ratio
+                     * that decides the tile's min_t */
+                    enum { AB = 7 };
+                    double vr[AB], vt[AB];
+                    for (int i = 0; i < AB; i++) {
+                        vr[i] = run_one(k, type, w, a, rows, cols, (double)ms / 1e3 / AB, y).gbps;
+                        vt[i] = run_tile(k, type, w, pa, rows, cols, 1, (double)ms / 1e3 / AB, y).gbps;
+                    }
+                    qsort(vr, AB, sizeof *vr, cmp_double);
+                    qsort(vt, AB, sizeof *vt, cmp_double);
+                    printf("| %s | %s tile T=1 | %.2f | %.3f | %.2fx of row dot (A/B x%d: %.2fx) |\n", tr->name,
+                           path_names[p], rt.gbps, rt.ms, rt.gbps / r.gbps, AB, vt[AB / 2] / vr[AB / 2]);
+                }
                 else
                     printf("| %s | %s tile T=%d | %.1f GMAC/s | %.3f | |\n", tr->name, path_names[p], T, rt.gbps, rt.ms);
                 if (jn < sizeof js)

@@ -15,6 +15,16 @@
  * 100 us loses there against a short spin (2-thread decode 10-20 against
  * 20-30 tokens/s at load 6-15), so SLUICE_POOL_SPIN_US=N sets the spin
  * (0: sleep at once) for shared machines.
+ *
+ * The spin adapts, per waiting thread: a wait that ended while spinning
+ * doubles that thread's spin (up to SL_POOL_SPIN_US or the variable), one
+ * that ran out and had to sleep halves it (down to SL_POOL_SPIN_MIN_NS).
+ * On an idle machine the waits inside a forward pass end within
+ * microseconds and the spin stays at its maximum; on an oversubscribed one
+ * the thread waited for is often preempted, spins run out, and the pool
+ * soon sleeps almost at once, leaving the core to that thread. The one
+ * long wait per token (sampling, the next request) costs one halving,
+ * which the next few loops undo. SLUICE_POOL_ADAPT=0 keeps the spin fixed.
  */
 #include "pool.h"
 
@@ -22,11 +32,13 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #define SL_POOL_MAX_THREADS 256
 #define SL_POOL_SPIN_US 100 /* default spin before sleeping; SLUICE_POOL_SPIN_US overrides */
+#define SL_POOL_SPIN_MIN_NS 2000 /* floor of the adaptive spin (see the header) */
 
 static inline void cpu_relax(void)
 {
@@ -44,7 +56,9 @@ static uint64_t now_ns(void)
 
 struct sl_pool {
     int n_threads;
-    uint64_t spin_ns; /* how long a waiting thread spins before sleeping */
+    uint64_t spin_ns;     /* longest a waiting thread spins before sleeping */
+    uint64_t caller_spin; /* the caller's current spin (adaptive; only the caller touches it) */
+    int adapt;            /* 0: always spin spin_ns (SLUICE_POOL_ADAPT=0, for comparisons) */
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
@@ -81,20 +95,33 @@ static int spin_round(struct spin *s)
     return 1;
 }
 
-/* Spin until *v != old or the spin time is over. */
-static void spin_while_equal(atomic_uint *v, unsigned old, uint64_t max_ns)
+/* Spin until *v != old or the spin time is over; 1 if the wait ended
+ * while spinning. */
+static int spin_while_equal(atomic_uint *v, unsigned old, uint64_t max_ns)
 {
     struct spin s = {0, max_ns, 0};
     while (atomic_load_explicit(v, memory_order_acquire) == old)
-        if (!spin_round(&s)) return;
+        if (!spin_round(&s)) return 0;
+    return 1;
 }
 
-/* Spin until *v is 0 or the spin time is over. */
-static void spin_while_nonzero(atomic_uint *v, uint64_t max_ns)
+/* Spin until *v is 0 or the spin time is over; 1 if it got there while
+ * spinning. */
+static int spin_while_nonzero(atomic_uint *v, uint64_t max_ns)
 {
     struct spin s = {0, max_ns, 0};
     while (atomic_load_explicit(v, memory_order_acquire) != 0)
-        if (!spin_round(&s)) return;
+        if (!spin_round(&s)) return 0;
+    return 1;
+}
+
+/* The next spin after a wait the spin covered (double) or not (halve),
+ * within [SL_POOL_SPIN_MIN_NS, max]; 0 stays 0. */
+static uint64_t spin_adapt(uint64_t cur, uint64_t max, int covered)
+{
+    if (!max) return 0;
+    const uint64_t next = covered ? cur * 2 : cur / 2;
+    return next > max ? max : next < SL_POOL_SPIN_MIN_NS ? SL_POOL_SPIN_MIN_NS : next;
 }
 
 struct worker_arg {
@@ -117,10 +144,12 @@ static void *worker(void *arg)
     struct sl_pool *p = wa->p;
     int id = wa->id;
     unsigned seen = 0;
+    uint64_t spin = p->spin_ns;
     free(wa);
     for (;;) {
         /* spin for a while, then sleep until a new generation or stop */
-        spin_while_equal(&p->gen, seen, p->spin_ns);
+        const int covered = spin_while_equal(&p->gen, seen, spin);
+        if (p->adapt) spin = spin_adapt(spin, p->spin_ns, covered);
         pthread_mutex_lock(&p->mu);
         while (atomic_load_explicit(&p->gen, memory_order_acquire) == seen && !p->stop)
             pthread_cond_wait(&p->cv_work, &p->mu);
@@ -157,6 +186,8 @@ struct sl_pool *sl_pool_init(int n_threads)
         const long us = strtol(spin, &end, 10);
         if (!*end && us >= 0 && us <= 1000000) p->spin_ns = (uint64_t)us * 1000u;
     }
+    p->adapt = !(getenv("SLUICE_POOL_ADAPT") && strcmp(getenv("SLUICE_POOL_ADAPT"), "0") == 0);
+    p->caller_spin = p->spin_ns;
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cv_work, NULL);
     pthread_cond_init(&p->cv_done, NULL);
@@ -220,7 +251,8 @@ void sl_pool_run(struct sl_pool *p, sl_pool_fn fn, void *ctx, int n_items)
 
     drain(p, 0);
     /* wait for the workers: spin first, then sleep */
-    spin_while_nonzero(&p->busy, p->spin_ns);
+    const int covered = spin_while_nonzero(&p->busy, p->caller_spin);
+    if (p->adapt) p->caller_spin = spin_adapt(p->caller_spin, p->spin_ns, covered);
     pthread_mutex_lock(&p->mu);
     while (atomic_load_explicit(&p->busy, memory_order_acquire) > 0)
         pthread_cond_wait(&p->cv_done, &p->mu);

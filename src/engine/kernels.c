@@ -68,6 +68,203 @@ void sl_q8x4_from_q8_0(const struct sl_block_q8_0 *x, int64_t nb, int k, struct 
     }
 }
 
+/* ------------------------------------------------------------------------ */
+/* row panels (kernels.h)                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Bytes of quants per block in a panel: 16 rows x 16 (Q4_0, Q5_0) or 32
+ * (Q8_0); of fifth-bit masks: 8 x 8 (Q5_0). */
+static size_t panel_qbytes(int type)
+{
+    return type == SL_TYPE_Q4_0 || type == SL_TYPE_Q5_0 ? 256 : type == SL_TYPE_Q8_0 ? 512 : 0;
+}
+
+static size_t panel_mbytes(int type)
+{
+    return type == SL_TYPE_Q5_0 ? 64 : 0;
+}
+
+/* Q4_K: per super-block d and dmin of the 16 rows (64 bytes), the 6-bit
+ * scales and mins as bytes (8 x 16 each), 4 x 8 chunks of quants. */
+#define PANEL_Q4_K_BYTES (64 + 2 * 128 + 2048)
+
+/* Q6_K: per super-block the 16 d (fp16, padded to 64 bytes), the 16
+ * sub-block scales of the 16 rows (16 x 16 int8), then for half h and
+ * chunk k in order, 192 bytes: ql[64h + 4k ..], ql[64h + 32 + 4k ..] and
+ * qh[32h + 4k ..] of each row (the order the kernel reads them in: one
+ * stream; ql and qh in separate regions measured 0.47x from DRAM). */
+#define PANEL_Q6_K_BYTES (64 + 256 + 2048 + 1024)
+
+size_t sl_panel_size(int type, int64_t n)
+{
+    if (type == SL_TYPE_Q4_K) return n > 0 && n % SL_QK_K == 0 ? (size_t)(n / SL_QK_K) * PANEL_Q4_K_BYTES : 0;
+    if (type == SL_TYPE_Q6_K) return n > 0 && n % SL_QK_K == 0 ? (size_t)(n / SL_QK_K) * PANEL_Q6_K_BYTES : 0;
+    const size_t qb = panel_qbytes(type), mb = panel_mbytes(type);
+    if (!qb || n <= 0 || n % 32) return 0;
+    return (size_t)((n / 32 + 1) / 2) * (64 + 2 * (mb + qb));
+}
+
+/* Q4_K super-block i of row r into its panel (layout: kernels.h). */
+static void pack_q4_K(const struct sl_block_q4_K *blk, int r, uint8_t *o)
+{
+    memcpy(o + 2 * r, &blk->d, 2);
+    memcpy(o + 32 + 2 * r, &blk->dmin, 2);
+    for (int j = 0; j < 8; j++) sl_k4_scale_min(j, blk->scales, o + 64 + 16 * j + r, o + 192 + 16 * j + r);
+    for (int g = 0; g < 4; g++)
+        for (int k = 0; k < 8; k++) memcpy(o + 320 + 512 * g + 64 * k + 4 * r, blk->qs + 32 * g + 4 * k, 4);
+}
+
+/* Q6_K super-block of row r into / out of its panel (layout above). The
+ * copy goes through one direction flag so both stay the same walk. */
+static void move_q6_K(struct sl_block_q6_K *blk, int r, uint8_t *o, int to_panel)
+{
+#define MV(panel_ptr, blk_ptr, len) (to_panel ? memcpy((panel_ptr), (blk_ptr), (len)) : memcpy((blk_ptr), (panel_ptr), (len)))
+    MV(o + 2 * r, &blk->d, 2);
+    for (int j = 0; j < 16; j++) MV(o + 64 + 16 * j + r, &blk->scales[j], 1);
+    for (int h = 0; h < 2; h++)
+        for (int k = 0; k < 8; k++) {
+            uint8_t *c = o + 320 + 192 * (8 * h + k) + 4 * r;
+            for (int p = 0; p < 2; p++) MV(c + 64 * p, blk->ql + 64 * h + 32 * p + 4 * k, 4);
+            MV(c + 128, blk->qh + 32 * h + 4 * k, 4);
+        }
+#undef MV
+}
+
+static void unpack_q4_K(const uint8_t *o, int r, struct sl_block_q4_K *blk)
+{
+    memcpy(&blk->d, o + 2 * r, 2);
+    memcpy(&blk->dmin, o + 32 + 2 * r, 2);
+    memset(blk->scales, 0, sizeof blk->scales);
+    for (int j = 0; j < 8; j++) {
+        const uint8_t ls = o[64 + 16 * j + r], lm = o[192 + 16 * j + r];
+        if (j < 4) {
+            blk->scales[j] = ls;
+            blk->scales[j + 4] = lm;
+        } else {
+            blk->scales[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+            blk->scales[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            blk->scales[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    for (int g = 0; g < 4; g++)
+        for (int k = 0; k < 8; k++) memcpy(blk->qs + 32 * g + 4 * k, o + 320 + 512 * g + 64 * k + 4 * r, 4);
+}
+
+void sl_panel_pack(int type, const void *w, size_t w_stride, int nr, int64_t n, void *out)
+{
+    const int64_t nb = n / 32;
+    const size_t qb = panel_qbytes(type), mb = panel_mbytes(type), pair = 64 + 2 * (mb + qb);
+    uint8_t *o = out;
+    memset(out, 0, sl_panel_size(type, n));
+    if (type == SL_TYPE_Q6_K) {
+        for (int r = 0; r < nr && r < SL_PANEL_ROWS; r++)
+            for (int64_t i = 0; i < n / SL_QK_K; i++) {
+                struct sl_block_q6_K blk;
+                memcpy(&blk, (const struct sl_block_q6_K *)((const uint8_t *)w + (size_t)r * w_stride) + i, sizeof blk);
+                move_q6_K(&blk, r, o + (size_t)i * PANEL_Q6_K_BYTES, 1);
+            }
+        return;
+    }
+    if (type == SL_TYPE_Q4_K) {
+        for (int r = 0; r < nr && r < SL_PANEL_ROWS; r++)
+            for (int64_t i = 0; i < n / SL_QK_K; i++)
+                pack_q4_K((const struct sl_block_q4_K *)((const uint8_t *)w + (size_t)r * w_stride) + i, r,
+                          o + (size_t)i * PANEL_Q4_K_BYTES);
+        return;
+    }
+    for (int r = 0; r < nr && r < SL_PANEL_ROWS; r++) {
+        const uint8_t *row = (const uint8_t *)w + (size_t)r * w_stride;
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *base = o + (size_t)(b / 2) * pair;
+            uint8_t *d = base + 32 * (b % 2) + 2 * r;
+            uint8_t *m = base + 64 + (size_t)(b % 2) * mb;
+            uint8_t *q = base + 64 + 2 * mb + (size_t)(b % 2) * qb + 4 * (size_t)r;
+            if (type == SL_TYPE_Q4_0) {
+                const struct sl_block_q4_0 *blk = (const struct sl_block_q4_0 *)row + b;
+                memcpy(d, &blk->d, 2);
+                for (int k = 0; k < 4; k++) memcpy(q + 64 * k, blk->qs + 4 * k, 4);
+            } else if (type == SL_TYPE_Q5_0) {
+                const struct sl_block_q5_0 *blk = (const struct sl_block_q5_0 *)row + b;
+                uint32_t qh;
+                memcpy(d, &blk->d, 2);
+                memcpy(&qh, blk->qh, 4);
+                for (int k = 0; k < 4; k++) memcpy(q + 64 * k, blk->qs + 4 * k, 4);
+                /* mask k (lo, k < 4) or 4 + k (hi): bit 4r + j is the fifth
+                 * bit of value 4k + j (16 + 4k + j) of row r */
+                for (int k = 0; k < 8; k++)
+                    for (int j = 0; j < 4; j++)
+                        if (qh >> ((k < 4 ? 4 * k : 16 + 4 * (k - 4)) + j) & 1)
+                            m[8 * k + (4 * r + j) / 8] |= (uint8_t)(1u << ((4 * r + j) % 8));
+            } else {
+                const struct sl_block_q8_0 *blk = (const struct sl_block_q8_0 *)row + b;
+                memcpy(d, &blk->d, 2);
+                for (int k = 0; k < 8; k++)
+                    for (int j = 0; j < 4; j++) q[64 * k + j] = (uint8_t)(blk->qs[4 * k + j] ^ 0x80);
+            }
+        }
+    }
+    /* rows past nr, and the second block of a last odd pair: scale 0 and
+     * quants 0 (the kernels never read that block) */
+}
+
+void sl_panel_unpack_row(int type, const void *panel, int r, int64_t n, void *out)
+{
+    const int64_t nb = n / 32;
+    const size_t qb = panel_qbytes(type), mb = panel_mbytes(type), pair = 64 + 2 * (mb + qb);
+    if (type == SL_TYPE_Q6_K) {
+        for (int64_t i = 0; i < n / SL_QK_K; i++)
+            move_q6_K((struct sl_block_q6_K *)out + i, r, (uint8_t *)panel + (size_t)i * PANEL_Q6_K_BYTES, 0);
+        return;
+    }
+    if (type == SL_TYPE_Q4_K) {
+        for (int64_t i = 0; i < n / SL_QK_K; i++)
+            unpack_q4_K((const uint8_t *)panel + (size_t)i * PANEL_Q4_K_BYTES, r, (struct sl_block_q4_K *)out + i);
+        return;
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *base = (const uint8_t *)panel + (size_t)(b / 2) * pair;
+        const uint8_t *d = base + 32 * (b % 2) + 2 * r;
+        const uint8_t *m = base + 64 + (size_t)(b % 2) * mb;
+        const uint8_t *q = base + 64 + 2 * mb + (size_t)(b % 2) * qb + 4 * (size_t)r;
+        if (type == SL_TYPE_Q4_0) {
+            struct sl_block_q4_0 *blk = (struct sl_block_q4_0 *)out + b;
+            memcpy(&blk->d, d, 2);
+            for (int k = 0; k < 4; k++) memcpy(blk->qs + 4 * k, q + 64 * k, 4);
+        } else if (type == SL_TYPE_Q5_0) {
+            struct sl_block_q5_0 *blk = (struct sl_block_q5_0 *)out + b;
+            uint32_t qh = 0;
+            memcpy(&blk->d, d, 2);
+            for (int k = 0; k < 4; k++) memcpy(blk->qs + 4 * k, q + 64 * k, 4);
+            for (int k = 0; k < 8; k++)
+                for (int j = 0; j < 4; j++)
+                    if (m[8 * k + (4 * r + j) / 8] >> ((4 * r + j) % 8) & 1)
+                        qh |= 1u << ((k < 4 ? 4 * k : 16 + 4 * (k - 4)) + j);
+            memcpy(blk->qh, &qh, 4);
+        } else {
+            struct sl_block_q8_0 *blk = (struct sl_block_q8_0 *)out + b;
+            memcpy(&blk->d, d, 2);
+            for (int k = 0; k < 8; k++)
+                for (int j = 0; j < 4; j++) blk->qs[4 * k + j] = (int8_t)(q[64 * k + j] ^ 0x80);
+        }
+    }
+}
+
+size_t sl_q8s_size(int64_t n)
+{
+    return (size_t)(n / 32) * sizeof(struct sl_q8s);
+}
+
+void sl_q8s_from_q8_0(const struct sl_block_q8_0 *x, int64_t nb, struct sl_q8s *out)
+{
+    for (int64_t b = 0; b < nb; b++) {
+        int sum = 0;
+        for (int i = 0; i < 32; i++) sum += x[b].qs[i];
+        memcpy(out[b].qs, x[b].qs, 32);
+        out[b].d = sl_fp16_to_fp32(x[b].d);
+        out[b].sum = sum;
+    }
+}
+
 static void quantize_ref(int type, const float *x, void *out, int64_t n)
 {
     sl_quantize_row_ref(type, x, out, n);

@@ -51,6 +51,82 @@ struct sl_mm {
     int min_t;          /* use tiles from this many activation rows on; below, vec_dot is as fast */
 };
 
+/*
+ * Row panels: weights repacked at load (model.c) so that one contiguous
+ * stream feeds SL_PANEL_ROWS rows at once. A panel holds rows 16p..16p+15
+ * of a Q4_0, Q5_0 or Q8_0 weight (rows past the last one are zero; Q4_K
+ * and Q6_K below) as one sequential stream of block pairs: the 16 fp16
+ * scales (row order) of block 2j, those of block 2j + 1 (64 bytes), then
+ * (Q5_0) the fifth bits of both blocks, then the quants of block 2j and of
+ * block 2j + 1. A block's quants are, for every 4-value chunk k, 64
+ * bytes = 4 bytes of each of the 16 rows, so one 512-bit load gives
+ * int32 lane r the chunk of row r and one vpdpbusd against the four
+ * activation bytes broadcast does 64 multiply-adds of 16 rows.
+ *   Q4_0: chunk k < 4 holds qs[4k..4k+3] of each row (values 4k.. in the
+ *         low nibbles, 16 + 4k.. in the high ones), 256 bytes per block;
+ *   Q8_0: chunk k < 8 holds qs[4k..4k+3] ^ 0x80 (w + 128, unsigned), 512
+ *         bytes per block;
+ *   Q5_0: as Q4_0, and between the scales and the quants the fifth bits
+ *         of each block as 8 64-bit masks (4 for the low-nibble chunks, 4
+ *         for the high ones; bit 4r + j of mask k = value j of chunk k of
+ *         row r), 64 bytes per block.
+ * Every load is 64-byte aligned, and for an even number of blocks a panel
+ * is exactly the 16 rows' bytes in the file (an odd one adds one zero
+ * block). The activations go as struct sl_q8s rows (quantized to Q8_0
+ * bit-exactly, with the block sums the offsets need).
+ *
+ * Q4_K panels go super-block by super-block (2368 bytes for 16 rows, 2.8%
+ * more than the file: the 6-bit scales are unpacked): the 16 d, the 16
+ * dmin (fp16), the scales as bytes (16 per sub-block j, row order), the
+ * mins likewise, then for each sub-block pair g 8 chunks of 64 bytes =
+ * qs[32g + 4k .. 32g + 4k + 3] of the 16 rows (low nibbles sub-block 2g,
+ * high ones 2g + 1). Q6_K panels (3392 bytes per super-block, +1%): the
+ * 16 d padded to 64 bytes, the int8 scales (16 per sub-block j), then for
+ * half h and chunk k in order 192 bytes: ql[64h + 4k ..], ql[64h + 32 +
+ * 4k ..] and qh[32h + 4k ..] of the 16 rows. Their activations are plain
+ * Q8_K rows.
+ *
+ * dot(n, panel, a, a_stride, nc, nr, y, ldy) writes y[c * ldy + r] =
+ * dot(row r of the panel, activation row c) for r < nr (<= 16) and c < nc
+ * (<= tile_c); activation row c at a + c * a_stride. The scalar twin is
+ * sl_vec_dot_ref(type) on the original rows and activations of the type's
+ * dot type (tests/unit/test_kernels.c).
+ */
+#define SL_PANEL_ROWS 16
+
+struct sl_q8s {
+    int8_t qs[32]; /* Q8_0's quants */
+    float d;       /* Q8_0's fp16 scale as float */
+    int32_t sum;   /* sum of qs */
+};
+
+struct sl_panel {
+    size_t (*act_size)(int64_t n);                      /* bytes of one packed activation row */
+    void (*pack)(const float *x, void *out, int64_t n); /* n floats -> sl_q8s (K-quants: Q8_K) rows */
+    void (*dot)(int64_t n, const void *panel, const void *a, size_t a_stride, int nc, int nr, float *y,
+                size_t ldy);
+    int tile_c; /* most activation rows per dot call */
+};
+
+/* Bytes of one panel of n values per row (a multiple of 64), or 0 if type
+ * has no panel layout. */
+size_t sl_panel_size(int type, int64_t n);
+
+/* Repack rows [r0, r0 + nr) (nr <= 16) of a weight in file layout (rows
+ * w_stride apart, w pointing at row r0) into one panel at out
+ * (sl_panel_size bytes, 64-byte aligned); rows nr..15 become zero. */
+void sl_panel_pack(int type, const void *w, size_t w_stride, int nr, int64_t n, void *out);
+
+/* The inverse of sl_panel_pack for row r (< 16) of a panel: its n values
+ * in the file's layout (sl_row_size(type, n) bytes at out). */
+void sl_panel_unpack_row(int type, const void *panel, int r, int64_t n, void *out);
+
+/* Bytes of a struct sl_q8s row of n values (n a multiple of 32). */
+size_t sl_q8s_size(int64_t n);
+
+/* nb Q8_0 blocks to struct sl_q8s. */
+void sl_q8s_from_q8_0(const struct sl_block_q8_0 *x, int64_t nb, struct sl_q8s *out);
+
 struct sl_kernels {
     const char *name; /* "scalar", "avx2", "avx512" */
     sl_vec_dot_fn vec_dot[SL_TYPE_COUNT];
@@ -60,6 +136,9 @@ struct sl_kernels {
     /* convert n floats to type (a dot type: F16, BF16, Q8_0, Q8_1, Q8_K;
      * any other type goes to sl_quantize_row_ref) */
     void (*quantize_row)(int type, const float *x, void *out, int64_t n);
+    /* optional, per weight type: dot == NULL means the table has no panel
+     * kernel and model.c does not repack that type */
+    struct sl_panel panel[SL_TYPE_COUNT];
 
     /* attention over the fp16 KV cache (forward.c attn_item, store_kv) */
     float (*dot_f16_f32)(int64_t n, const uint16_t *k, const float *q); /* sum k[i] * q[i] */

@@ -4,13 +4,21 @@
  * Reads the architecture's hyper-parameters from `<arch>.*` metadata, finds
  * every tensor the architecture needs under llama.cpp's names
  * (blk.N.attn_q.weight, ...), and checks each one's shape and type before
- * the forward pass ever touches it. Weights stay in the mapping, quantized.
+ * the forward pass ever touches it. Weights stay in the mapping, quantized;
+ * the types the kernel table has row panels for (Q4_0, Q5_0, Q8_0, Q4_K
+ * and Q6_K on AVX-512) are repacked once into an anonymous mapping of
+ * about the same size, and the file's pages behind them are released (see
+ * "repacking" below).
  */
 #include "model.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include "kernels.h"
 #include "vocab.h"
 
 static const char *const arch_names[SL_ARCH_COUNT] = {
@@ -270,6 +278,107 @@ static int bind_tensors(struct loader *ld)
 }
 
 /* ------------------------------------------------------------------------ */
+/* repacking                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The matmul weights whose type has a panel kernel in this process's table
+ * (kernels.h "Row panels") are copied into panels of 16 rows: one
+ * contiguous stream per 16 rows, so decode reads every weight byte once in
+ * order and the kernel uses the full vector width. The copy lives in one
+ * anonymous mapping (transparent huge pages asked for) of the weights' size
+ * (Q4_K +2.8%, Q6_K +1%: unpacked scales) plus at most 15 zero rows per
+ * tensor. As each stretch of a tensor is
+ * packed, the file's pages behind it are dropped from this process
+ * (MADV_DONTNEED on a read-only file mapping: they stay readable and come
+ * back from the page cache if anything reads data, as the embedding lookup
+ * of a tied output does for one row per token), so resident memory stays
+ * about the file's size during and after the load. SLUICE_REPACK=0 keeps
+ * every weight in the file layout.
+ */
+#define REPACK_RELEASE_BYTES ((size_t)4 << 20) /* drop packed source pages every 4 MiB */
+
+/* Every matmul weight of the model, tied output once. */
+static int matmul_weights(struct sl_model *m, struct sl_tensor **out, int max)
+{
+    int n = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        struct sl_layer *L = &m->layers[il];
+        struct sl_tensor *ws[] = {&L->wq, &L->wk, &L->wv, &L->wqkv, &L->wo, &L->gate, &L->up, &L->gate_up, &L->down};
+        for (size_t i = 0; i < sizeof ws / sizeof *ws; i++)
+            if (ws[i]->data && n < max) out[n++] = ws[i];
+    }
+    if (m->output.data && n < max) out[n++] = &m->output;
+    return n;
+}
+
+static size_t panels_bytes(const struct sl_tensor *t)
+{
+    const int64_t np = (t->ne[1] + SL_PANEL_ROWS - 1) / SL_PANEL_ROWS;
+    return (size_t)np * sl_panel_size(t->type, t->ne[0]);
+}
+
+/* Drop the whole pages of [lo, hi) of the file mapping from this process. */
+static void release_pages(const uint8_t *lo, const uint8_t *hi)
+{
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)lo + pg - 1) / pg * pg, b = (uintptr_t)hi / pg * pg;
+    if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static void repack(struct sl_model *m)
+{
+    const char *env = getenv("SLUICE_REPACK");
+    if (env && strcmp(env, "0") == 0) return;
+    const struct sl_kernels *k = sl_kernels();
+    const int max = 9 * m->hp.n_layer + 1;
+    struct sl_tensor **ts = malloc((size_t)max * sizeof *ts);
+    if (!ts) return; /* allocation failure: keep the file layout */
+    const int n = matmul_weights(m, ts, max);
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (k->panel[ts[i]->type].dot && sl_panel_size(ts[i]->type, ts[i]->ne[0])) total += panels_bytes(ts[i]);
+    void *arena = total ? mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
+    if (arena == MAP_FAILED) {
+        free(ts);
+        return; /* nothing to repack, or no memory for it: keep the file layout */
+    }
+#ifdef MADV_HUGEPAGE
+    (void)madvise(arena, total, MADV_HUGEPAGE);
+#endif
+    uint8_t *dst = arena;
+    for (int i = 0; i < n; i++) {
+        struct sl_tensor *t = ts[i];
+        if (!k->panel[t->type].dot || !sl_panel_size(t->type, t->ne[0])) continue;
+        const size_t psz = sl_panel_size(t->type, t->ne[0]);
+        const int64_t R = t->ne[1];
+        const uint8_t *src = t->data, *released = src;
+        for (int64_t r = 0; r < R; r += SL_PANEL_ROWS) {
+            sl_panel_pack(t->type, src + (size_t)r * t->row_size, t->row_size, (int)SL_MIN(SL_PANEL_ROWS, R - r),
+                          t->ne[0], dst + (size_t)(r / SL_PANEL_ROWS) * psz);
+            const uint8_t *done = src + (size_t)SL_MIN(r + SL_PANEL_ROWS, R) * t->row_size;
+            if (m->gguf->mapped && (size_t)(done - released) >= REPACK_RELEASE_BYTES) {
+                release_pages(released, done);
+                released = done;
+            }
+        }
+        if (m->gguf->mapped) release_pages(released, src + (size_t)R * t->row_size);
+        t->panel = dst;
+        t->panel_src = t->data;
+        dst += panels_bytes(t);
+    }
+    /* a tied output: the embedding lookup reads the same panels
+     * (sl_op_get_row) instead of mapping the released pages back */
+    if (m->output.data == m->tok_embd.data) {
+        m->tok_embd.panel = m->output.panel;
+        m->tok_embd.panel_src = m->output.panel_src;
+    }
+    m->panels = arena;
+    m->panels_size = total;
+    free(ts);
+}
+
+/* ------------------------------------------------------------------------ */
 /* load / free                                                               */
 /* ------------------------------------------------------------------------ */
 
@@ -320,6 +429,7 @@ int sl_model_load_gguf(struct sl_model **out, struct sl_gguf *g, bool with_vocab
         goto fail; /* allocation failure */
     }
     if (sl_gguf_get_str(g, "general.name", &s, NULL) == 0) m->name = dup_view(s);
+    repack(m);
     if (with_vocab && sl_gguf_find(g, "tokenizer.ggml.model")) {
         if ((rc = sl_vocab_load(&m->vocab, g, err))) goto fail; /* bad tokenizer */
         if (sl_vocab_n_tokens(m->vocab) > m->hp.n_vocab) {
@@ -357,6 +467,7 @@ void sl_model_free(struct sl_model *m)
     free(m->layers);
     free(m->chat_template);
     free(m->name);
+    if (m->panels) munmap(m->panels, m->panels_size);
     sl_gguf_free(m->gguf);
     free(m);
 }

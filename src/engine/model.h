@@ -44,6 +44,10 @@ struct sl_tensor {
     int type;        /* enum sl_type */
     int64_t ne[4];   /* ne[0] = values per row */
     size_t row_size; /* bytes per row */
+    /* The rows repacked into panels at load (kernels.h, model.c), or NULL;
+     * valid only while data == panel_src (a LoRA merge replaces data). */
+    const void *panel;
+    const void *panel_src;
 };
 
 struct sl_hparams {
@@ -105,6 +109,8 @@ struct sl_model {
     char *name;                   /* general.name or the file's base name */
     uint64_t n_params;
     uint64_t n_bytes;             /* bytes of all tensors */
+    void *panels;                 /* the repacked weights (model.c), or NULL */
+    size_t panels_size;           /* its bytes (an anonymous mapping) */
 };
 
 /* Load and validate a model: architecture, shapes of every tensor, types.

@@ -24,12 +24,22 @@ static const struct sl_mm *mm_for(const struct sl_tensor *w, int T)
     return mm->tile && T >= mm->min_t ? mm : NULL;
 }
 
+/* The panel kernel for w, if w was repacked (model.c) and still holds the
+ * weights it was packed from, or NULL. */
+static const struct sl_panel *panel_for(const struct sl_tensor *w)
+{
+    const struct sl_panel *pn = &sl_kernels()->panel[w->type];
+    return w->panel && w->panel_src == w->data && pn->dot ? pn : NULL;
+}
+
 size_t sl_matmul_qbuf_size(const struct sl_tensor *w)
 {
     const struct sl_type_traits *tr = sl_type_traits((uint32_t)w->type);
     const struct sl_mm *mm = mm_for(w, INT32_MAX);
-    const size_t dot_row = sl_row_size(tr->dot_type, w->ne[0]);
-    return mm ? SL_MAX(mm->act_size(w->ne[0]), dot_row) : dot_row;
+    size_t sz = sl_row_size(tr->dot_type, w->ne[0]);
+    if (mm) sz = SL_MAX(sz, mm->act_size(w->ne[0]));
+    if (panel_for(w)) sz = SL_MAX(sz, panel_for(w)->act_size(w->ne[0]));
+    return sz;
 }
 
 /*
@@ -51,7 +61,8 @@ struct matmul_job {
     float *y;
     int T, R, rows_per_item, n_row_items;
     sl_vec_dot_fn dot;
-    const struct sl_mm *mm; /* NULL: one vec_dot per (row, token) */
+    const struct sl_mm *mm;       /* NULL: one vec_dot per (row, token) */
+    const struct sl_panel *panel; /* set: w->panel through this kernel (before mm) */
 };
 
 static void matmul_item(void *ctx, int item, int thread)
@@ -65,6 +76,18 @@ static void matmul_item(void *ctx, int item, int thread)
     const size_t rs = j->w->row_size;
     const uint8_t *w = j->w->data;
     (void)thread;
+    if (j->panel) {
+        /* r0 is a multiple of 16: whole panels, the last one maybe short */
+        const struct sl_panel *pn = j->panel;
+        const size_t psz = sl_panel_size(j->w->type, n);
+        for (int r = r0; r < r1; r += SL_PANEL_ROWS) {
+            const uint8_t *p = (const uint8_t *)j->w->panel + (size_t)(r / SL_PANEL_ROWS) * psz;
+            for (int t = t0; t < t1; t += pn->tile_c)
+                pn->dot(n, p, j->q + (size_t)t * j->q_row, j->q_row, SL_MIN(pn->tile_c, t1 - t),
+                        SL_MIN(SL_PANEL_ROWS, r1 - r), j->y + (size_t)t * j->R + r, (size_t)j->R);
+        }
+        return;
+    }
     if (j->mm) {
         /* one activation row (decode): one weight row per tile, so the
          * weights are a single sequential stream for the prefetchers
@@ -86,8 +109,9 @@ static void matmul_item(void *ctx, int item, int thread)
 }
 
 struct quant_job {
-    int type; /* dot type, when mm is NULL */
+    int type; /* dot type, when mm and panel are NULL */
     const struct sl_mm *mm;
+    const struct sl_panel *panel;
     const float *x;
     int64_t n;
     uint8_t *q;
@@ -100,7 +124,8 @@ static void quant_item(void *ctx, int t, int thread)
     const float *x = j->x + (size_t)t * j->n;
     uint8_t *q = j->q + (size_t)t * j->q_row;
     (void)thread;
-    if (j->mm) j->mm->pack(x, q, j->n);
+    if (j->panel) j->panel->pack(x, q, j->n);
+    else if (j->mm) j->mm->pack(x, q, j->n);
     else sl_kernels()->quantize_row(j->type, x, q, j->n);
 }
 
@@ -111,14 +136,15 @@ void sl_op_matmul(struct sl_pool *pool, const struct sl_tensor *w, const float *
     const struct sl_type_traits *tr = sl_type_traits((uint32_t)w->type);
     const int64_t n = w->ne[0];
     const int R = (int)w->ne[1];
-    const struct sl_mm *mm = mm_for(w, T);
+    const struct sl_panel *pn = panel_for(w);
+    const struct sl_mm *mm = pn ? NULL : mm_for(w, T);
     struct matmul_job mj = {.w = w, .q = qbuf, .y = y, .T = T, .R = R,
-                            .dot = sl_kernels()->vec_dot[w->type], .mm = mm};
-    mj.q_row = mm ? mm->act_size(n) : sl_row_size(tr->dot_type, n);
-    if (!mm && tr->dot_type == SL_TYPE_F32) {
+                            .dot = sl_kernels()->vec_dot[w->type], .mm = mm, .panel = pn};
+    mj.q_row = pn ? pn->act_size(n) : mm ? mm->act_size(n) : sl_row_size(tr->dot_type, n);
+    if (!pn && !mm && tr->dot_type == SL_TYPE_F32) {
         mj.q = (const uint8_t *)x; /* use the activations as they are */
     } else {
-        struct quant_job qj = {tr->dot_type, mm, x, n, qbuf, mj.q_row};
+        struct quant_job qj = {tr->dot_type, mm, pn, x, n, qbuf, mj.q_row};
         sl_pool_run(pool, quant_item, &qj, T);
     }
     const int nth = sl_pool_n_threads(pool);
@@ -133,6 +159,18 @@ void sl_op_matmul(struct sl_pool *pool, const struct sl_tensor *w, const float *
 
 void sl_op_get_row(const struct sl_tensor *w, int64_t r, float *out)
 {
+    if (w->panel && w->panel_src == w->data) {
+        /* from the repacked copy: the file's pages behind it were released
+         * (model.c), and reading them back would map them again */
+        uint8_t row[16384];
+        const int64_t n = w->ne[0];
+        const void *p = (const uint8_t *)w->panel + (size_t)(r / SL_PANEL_ROWS) * sl_panel_size(w->type, n);
+        if (w->row_size <= sizeof row) {
+            sl_panel_unpack_row(w->type, p, (int)(r % SL_PANEL_ROWS), n, row);
+            sl_dequantize_row(w->type, row, out, n);
+            return;
+        }
+    }
     sl_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_size, out, w->ne[0]);
 }
 

@@ -16,6 +16,10 @@
  *   at every tile shape and at odd sizes (a partial last group of blocks),
  *   against sl_vec_dot_ref per (weight row, activation row), with the same
  *   budgets as vec_dot, on random and on extreme blocks;
+ * - the row panels (struct sl_panel: weights repacked 16 rows at a time)
+ *   of every type and path that has them, the same way, plus the layout's
+ *   round trip, and sl_op_matmul / sl_op_get_row on a repacked tensor
+ *   against the file layout;
  * - the attention helpers dot_f16_f32, axpy_f16 and fp32_to_fp16_row;
  * - the dispatcher: complete tables, and SLUICE_CPU forcing or refusing a
  *   path (run in a child process, since the choice is made once).
@@ -30,8 +34,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/pool.h"
 #include "engine/gguf.h"
 #include "engine/kernels.h"
+#include "engine/model.h"
+#include "engine/ops.h"
 #include "engine/quant.h"
 #include "test.h"
 
@@ -455,6 +462,185 @@ static void mm_tiles_match_ref_on_every_path_and_type(void)
     if (verbose) fprintf(stderr, "     %d (path, type) pairs with tiles\n", n_types);
 }
 
+/* R weight rows of type dc->type in panels of 16 against T activation rows
+ * through the panel kernel (nc cycling 1..tile_c), against sl_vec_dot_ref
+ * per pair on the reference-quantized Q8_0 activations. y has a gap of 3
+ * columns per activation row that must stay untouched (a short last panel
+ * writes only its rows). Returns the worst relative error. */
+static double check_panels(const struct sl_kernels *k, const struct dot_case *dc, int64_t n, int R, int T, int fill,
+                           float c)
+{
+    const struct sl_panel *pn = &k->panel[dc->type];
+    const int dt = sl_type_traits((uint32_t)dc->type)->dot_type;
+    const size_t wrow = sl_row_size(dc->type, n), arow = sl_row_size(dt, n), prow = pn->act_size(n);
+    const size_t psz = sl_panel_size(dc->type, n), ldy = (size_t)R + 3;
+    const int np = (R + SL_PANEL_ROWS - 1) / SL_PANEL_ROWS;
+    uint8_t *w = malloc(wrow * (size_t)R), *a = malloc(arow * (size_t)T), *pa = malloc(prow * (size_t)T);
+    uint8_t *pw = aligned_alloc(64, psz * (size_t)np);
+    float *x = malloc((size_t)n * sizeof *x), *y = malloc(ldy * (size_t)T * sizeof *y);
+    double worst = 0;
+    T_TRUE(psz > 0 && psz % 64 == 0);
+    if (sl_type_traits((uint32_t)dc->type)->blck == 32 && n / 32 % 2 == 0)
+        T_TRUE(psz == SL_PANEL_ROWS * wrow); /* no padding for an even block count */
+    for (int r = 0; r < R; r++) make_weights(dc->type, n, w + (size_t)r * wrow, fill);
+    for (int p = 0; p < np; p++)
+        sl_panel_pack(dc->type, w + (size_t)p * SL_PANEL_ROWS * wrow, wrow, SL_MIN(SL_PANEL_ROWS, R - p * SL_PANEL_ROWS),
+                      n, pw + (size_t)p * psz);
+    /* the layout round-trips: every row unpacks to its file bytes */
+    uint8_t *back = malloc(wrow);
+    for (int r = 0; r < R; r++) {
+        sl_panel_unpack_row(dc->type, pw + (size_t)(r / SL_PANEL_ROWS) * psz, r % SL_PANEL_ROWS, n, back);
+        T_TRUE(memcmp(back, w + (size_t)r * wrow, wrow) == 0);
+    }
+    free(back);
+    for (int t = 0; t < T; t++) {
+        for (int64_t i = 0; i < n; i++) x[i] = fill >= 0 ? c : rng_gauss();
+        sl_quantize_row_ref(dt, x, a + (size_t)t * arow, n);
+        pn->pack(x, pa + (size_t)t * prow, n);
+    }
+    for (size_t i = 0; i < ldy * (size_t)T; i++) y[i] = NAN;
+    for (int p = 0; p < np; p++)
+        for (int t = 0, nc = 1 + p % pn->tile_c; t < T; t += nc, nc = nc % pn->tile_c + 1) {
+            nc = SL_MIN(nc, T - t);
+            pn->dot(n, pw + (size_t)p * psz, pa + (size_t)t * prow, prow, nc, SL_MIN(SL_PANEL_ROWS, R - p * SL_PANEL_ROWS),
+                    y + (size_t)t * ldy + (size_t)p * SL_PANEL_ROWS, ldy);
+        }
+    for (int t = 0; t < T; t++) {
+        for (size_t g = (size_t)R; g < ldy; g++) T_TRUE(isnan(y[(size_t)t * ldy + g]));
+        for (int r = 0; r < R; r++) {
+            const uint8_t *wr = w + (size_t)r * wrow, *at = a + (size_t)t * arow;
+            const float ref = sl_vec_dot_ref(dc->type, n, wr, at), got = y[(size_t)t * ldy + r];
+            const double mag = dot_magnitude(dc->type, n, wr, at);
+            const double diff = fabs((double)got - ref), rel = mag > 0 ? diff / mag : diff;
+            t_checks++;
+            if (!(diff <= dc->tol * mag)) {
+                T_FAIL_AT("%s %s panel n=%lld row %d of %d, act %d of %d%s: got %.9g, ref %.9g, "
+                          "|diff| / sum|w a| = %.3g > %.3g",
+                          k->name, tname(dc->type), (long long)n, r, R, t, T, fill >= 0 ? " (extreme)" : "", got, ref,
+                          rel, dc->tol);
+                t = T; /* one report per call */
+                break;
+            }
+            if (rel > worst) worst = rel;
+        }
+    }
+    free(w);
+    free(a);
+    free(pa);
+    free(pw);
+    free(x);
+    free(y);
+    return worst;
+}
+
+static void panels_match_ref_on_every_path_and_type(void)
+{
+    static const int64_t blocks[] = {1, 2, 3, 7, 28, 129};
+    static const int64_t supers[] = {1, 2, 3, 5};
+    static const int rows[] = {1, 16, 37};
+    static const int fills[] = {0x00, 0xFF, 0x80, 0x7F, 0x0F, 0xF0};
+    int n_pairs = 0;
+    T_EQ_INT(sl_panel_size(SL_TYPE_Q5_K, 256), 0); /* no panel layout */
+    T_EQ_INT(sl_panel_size(SL_TYPE_Q4_K, 32), 0);  /* not whole super-blocks */
+    T_EQ_INT(sl_panel_size(SL_TYPE_Q4_0, 48), 0);  /* not whole blocks */
+    for (int p = 0; p < N_PATHS; p++) {
+        const struct sl_kernels *k = path_or_skip(p);
+        if (!k) continue;
+        for (int c = 0; c < N_DOT; c++) {
+            const struct dot_case *dc = &dot_cases[c];
+            const struct sl_panel *pn = &k->panel[dc->type];
+            if (!pn->dot) continue;
+            n_pairs++;
+            const int blck = sl_type_traits((uint32_t)dc->type)->blck;
+            const int64_t *sizes = blck == 32 ? blocks : supers;
+            const size_t n_sizes = blck == 32 ? sizeof blocks / sizeof blocks[0] : sizeof supers / sizeof supers[0];
+            T_TRUE(pn->pack != NULL && pn->act_size != NULL && pn->tile_c >= 1);
+            T_TRUE(sl_panel_size(dc->type, blck) > 0);
+            double worst = 0;
+            rng_seed((uint64_t)(3000 * dc->type + 11));
+            for (size_t b = 0; b < n_sizes; b++)
+                for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+                    const double e = check_panels(k, dc, sizes[b] * blck, rows[r], 9, -1, 0);
+                    if (e > worst) worst = e;
+                }
+            for (size_t f = 0; f < sizeof fills / sizeof fills[0]; f++) {
+                check_panels(k, dc, (blck == 32 ? 7 : 3) * blck, 19, 3, fills[f], 1.0f);
+                check_panels(k, dc, (blck == 32 ? 7 : 3) * blck, 19, 3, fills[f], -1.0f);
+            }
+            if (verbose)
+                fprintf(stderr, "     %-6s %-5s panels worst |diff| / sum|w a| = %.3g (budget %.3g)\n", k->name,
+                        tname(dc->type), worst, dc->tol);
+        }
+    }
+    if (verbose) fprintf(stderr, "     %d (path, type) pairs with panels\n", n_pairs);
+}
+
+/* sl_op_matmul on a repacked tensor gives what it gives on the file layout,
+ * for one activation row (decode) and several (prefill), and ignores a
+ * panel whose source is no longer the tensor's data (a LoRA merge);
+ * sl_op_get_row reads the same values from the panels. */
+static void matmul_uses_panels_only_while_they_match_the_weights(void)
+{
+    const struct sl_kernels *k = sl_kernels();
+    const int types[] = {SL_TYPE_Q4_0, SL_TYPE_Q5_0, SL_TYPE_Q8_0, SL_TYPE_Q4_K, SL_TYPE_Q6_K};
+    struct sl_pool *pool = sl_pool_init(2);
+    T_TRUE(pool != NULL);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0] && pool; ti++) {
+        const int type = types[ti];
+        if (!k->panel[type].dot) {
+            if (verbose) fprintf(stderr, "     the %s table has no %s panel kernel\n", k->name, tname(type));
+            continue;
+        }
+        const int64_t n = sl_type_traits((uint32_t)type)->blck == 256 ? 2 * 256 : 7 * 32;
+        const int R = 53, T = 9, np = (R + 15) / 16;
+        const size_t wrow = sl_row_size(type, n), psz = sl_panel_size(type, n);
+        uint8_t *w = malloc(wrow * R), *pw = aligned_alloc(64, psz * np);
+        float *x = malloc((size_t)n * T * sizeof *x), *y0 = malloc((size_t)R * T * sizeof *y0);
+        float *y1 = malloc((size_t)R * T * sizeof *y1);
+        rng_seed(77 + (uint64_t)type);
+        for (int r = 0; r < R; r++) make_weights(type, n, w + (size_t)r * wrow, -1);
+        for (int p = 0; p < np; p++) sl_panel_pack(type, w + (size_t)p * 16 * wrow, wrow, SL_MIN(16, R - 16 * p), n, pw + (size_t)p * psz);
+        for (int64_t i = 0; i < n * T; i++) x[i] = rng_gauss();
+        struct sl_tensor plain = {.data = w, .type = type, .ne = {n, R, 1, 1}, .row_size = wrow};
+        struct sl_tensor packed = plain, stale = plain;
+        packed.panel = pw;
+        packed.panel_src = w;
+        stale.panel = pw;
+        stale.panel_src = w + 1; /* as after a merge replaced data */
+        /* embedding lookups of a tied output read the panels */
+        float *g0 = malloc((size_t)n * sizeof *g0), *g1 = malloc((size_t)n * sizeof *g1);
+        for (int r = 0; r < R; r++) {
+            sl_op_get_row(&plain, r, g0);
+            sl_op_get_row(&packed, r, g1);
+            T_TRUE(memcmp(g0, g1, (size_t)n * sizeof *g0) == 0);
+        }
+        free(g0);
+        free(g1);
+        void *qbuf = malloc(sl_matmul_qbuf_size(&packed) * T);
+        for (int nt = 1; nt <= T; nt += T - 1) {
+            sl_op_matmul(pool, &plain, x, y0, nt, qbuf);
+            sl_op_matmul(pool, &packed, x, y1, nt, qbuf);
+            /* same products, other summation order: compare against the
+             * largest output (single outputs may cancel to near zero) */
+            double worst = 0, big = 0;
+            for (int i = 0; i < R * nt; i++) big = fmax(big, fabs((double)y0[i]));
+            for (int i = 0; i < R * nt; i++) worst = fmax(worst, fabs((double)y1[i] - y0[i]) / big);
+            if (!(worst < 1e-5))
+                T_FAIL_AT("%s matmul through panels, T=%d: max |diff| / max |y| = %.3g", tname(type), nt, worst);
+            memset(y1, 0, (size_t)R * T * sizeof *y1);
+            sl_op_matmul(pool, &stale, x, y1, nt, qbuf);
+            T_TRUE(memcmp(y0, y1, (size_t)R * nt * sizeof *y0) == 0); /* the file layout, bit for bit */
+        }
+        free(qbuf);
+        free(w);
+        free(pw);
+        free(x);
+        free(y0);
+        free(y1);
+    }
+    sl_pool_free(pool);
+}
+
 /* Real scale and quant distributions: every 2-D tensor of the llama.cpp
  * files (first 64 rows) against Gaussian activations. */
 static void vec_dot_matches_ref_on_llama_cpp_weights(void)
@@ -683,6 +869,8 @@ int main(int argc, char **argv)
     T_RUN(vec_dot_survives_extreme_blocks_without_saturating);
     T_RUN(vec_dot_matches_ref_on_llama_cpp_weights);
     T_RUN(mm_tiles_match_ref_on_every_path_and_type);
+    T_RUN(panels_match_ref_on_every_path_and_type);
+    T_RUN(matmul_uses_panels_only_while_they_match_the_weights);
     T_RUN(quantize_row_is_bit_exact_for_the_dot_types);
     T_RUN(attention_helpers_match_ref_on_every_path);
     return t_done();

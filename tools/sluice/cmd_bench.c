@@ -6,14 +6,24 @@
  * at a time after a 1-token prompt, tokens/s. Each figure is the mean and
  * standard deviation over --reps repetitions after one warm-up. The
  * bandwidth probe sums a 1 GiB array (read-only) with 1 and N threads; the
- * decode fraction is model bytes x tg tokens/s / bandwidth of that thread
- * count.
+ * decode fraction is the weight bytes one token reads (every tensor but
+ * an untied token embedding, of which it reads one row) x tg tokens/s /
+ * bandwidth of that thread count. The probe runs in a child process, so
+ * its 1 GiB does not count in the peak resident memory reported at the
+ * end (getrusage ru_maxrss) next to the model file's size and the KV
+ * cache's (-c sets the context; the engine's budget is file + KV + 64 MiB).
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/pool.h"
 #include "cli.h"
@@ -22,11 +32,12 @@
 #include "engine/model.h"
 
 static const char *usage_text =
-    "usage: sluice bench -m MODEL.gguf [-p 64,512] [-n 128] [-t 1,2] [-r 3] [--json FILE]\n"
+    "usage: sluice bench -m MODEL.gguf [-p 64,512] [-n 128] [-t 1,2] [-r 3] [-c N] [--json FILE]\n"
     "  -p LIST   prompt lengths (pp tests), comma-separated; 0 to skip\n"
     "  -n LIST   generation lengths (tg tests); 0 to skip\n"
     "  -t LIST   thread counts (default: 1 and all cores)\n"
     "  -r N      repetitions (default 3), after one warm-up run\n"
+    "  -c N      context size (KV cells) of the runs (default: the longest test)\n"
     "  --json F  also write the results as JSON to F\n"
     "  --no-bandwidth  skip the memory-bandwidth probe\n";
 
@@ -53,62 +64,150 @@ static int parse_list(const char *s, int *out, int max)
 
 /* ---- memory bandwidth ---- */
 
+/*
+ * The probe streams 1 GiB with as few instructions per cache line as the
+ * CPU allows (AVX2: two 32-byte loads and adds per line, four independent
+ * sums), from memory mapped with transparent huge pages asked for, as the
+ * repacked weights are (engine/model.c). A probe that spends more
+ * instructions per line than the kernels do measures its own limit, not
+ * the memory's: the scalar double sum used before read 21-23 GB/s on one
+ * thread where this one read 27-30, and decode then came out at 106% of
+ * "the bandwidth".
+ */
 struct bw_job {
-    const double *a;
-    size_t n, chunk;
-    double *partial;
+    const uint64_t *a;
+    size_t n, chunk; /* in uint64 */
+    uint64_t *partial;
 };
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+__attribute__((target("avx2"))) static uint64_t sum_avx2(const uint64_t *p, size_t n)
+{
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_add_epi64(a0, _mm256_loadu_si256((const __m256i *)(p + i)));
+        a1 = _mm256_add_epi64(a1, _mm256_loadu_si256((const __m256i *)(p + i + 4)));
+        a2 = _mm256_add_epi64(a2, _mm256_loadu_si256((const __m256i *)(p + i + 8)));
+        a3 = _mm256_add_epi64(a3, _mm256_loadu_si256((const __m256i *)(p + i + 12)));
+    }
+    a0 = _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3));
+    uint64_t s = (uint64_t)_mm256_extract_epi64(a0, 0) + (uint64_t)_mm256_extract_epi64(a0, 1) +
+                 (uint64_t)_mm256_extract_epi64(a0, 2) + (uint64_t)_mm256_extract_epi64(a0, 3);
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+#endif
+
+static uint64_t sum_plain(const uint64_t *p, size_t n)
+{
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) s0 += p[i], s1 += p[i + 1], s2 += p[i + 2], s3 += p[i + 3];
+    for (; i < n; i++) s0 += p[i];
+    return s0 + s1 + s2 + s3;
+}
 
 static void bw_item(void *ctx, int item, int thread)
 {
     struct bw_job *j = ctx;
-    size_t i0 = (size_t)item * j->chunk, i1 = SL_MIN(j->n, i0 + j->chunk);
-    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    size_t i = i0;
-    for (; i + 4 <= i1; i += 4) {
-        s0 += j->a[i];
-        s1 += j->a[i + 1];
-        s2 += j->a[i + 2];
-        s3 += j->a[i + 3];
+    const size_t i0 = (size_t)item * j->chunk, i1 = SL_MIN(j->n, i0 + j->chunk);
+#if defined(__x86_64__) || defined(__i386__)
+    if (__builtin_cpu_supports("avx2")) {
+        j->partial[thread] += sum_avx2(j->a + i0, i1 - i0);
+        return;
     }
-    for (; i < i1; i++) s0 += j->a[i];
-    j->partial[thread] += s0 + s1 + s2 + s3;
+#endif
+    j->partial[thread] += sum_plain(j->a + i0, i1 - i0);
 }
 
 /* GB/s (1e9 bytes) of a read-only sum over 1 GiB, best of 3. */
-static double bandwidth(int threads)
+static double bandwidth_here(int threads)
 {
-    size_t bytes = (size_t)1 << 30, n = bytes / sizeof(double);
-    double *a = malloc(bytes), best = 0, partial[256] = {0};
+    const size_t bytes = (size_t)1 << 30, n = bytes / sizeof(uint64_t);
+    uint64_t partial[256] = {0};
+    double best = 0;
+    uint64_t *a = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     struct sl_pool *pool = sl_pool_init(threads);
-    if (!a || !pool) {
-        free(a);
+    if (a == MAP_FAILED || !pool) {
+        if (a != MAP_FAILED) munmap(a, bytes);
         sl_pool_free(pool);
         return 0;
     }
-    for (size_t i = 0; i < n; i++) a[i] = (double)(i & 7);
-    struct bw_job j = {a, n, (size_t)1 << 20, partial};
+#ifdef MADV_HUGEPAGE
+    (void)madvise(a, bytes, MADV_HUGEPAGE);
+#endif
+    for (size_t i = 0; i < n; i++) a[i] = i & 7;
+    struct bw_job j = {a, n, (size_t)1 << 17, partial};
     for (int r = 0; r < 3; r++) {
         double t0 = now_s();
         sl_pool_run(pool, bw_item, &j, (int)((n + j.chunk - 1) / j.chunk));
         double gbs = (double)bytes / (now_s() - t0) / 1e9;
         if (gbs > best) best = gbs;
     }
-    if (partial[0] == 1234.5) fprintf(stderr, " "); /* keep the sums alive */
+    if (partial[0] == 12345) fprintf(stderr, " "); /* keep the sums alive */
     sl_pool_free(pool);
-    free(a);
+    munmap(a, bytes);
     return best;
+}
+
+/* bandwidth_here() in a child process, so that the 1 GiB it touches is
+ * not part of this process's peak resident memory; 0 if it fails. */
+static double bandwidth(int threads)
+{
+    int fd[2];
+    double gbs = 0;
+    if (pipe(fd)) return 0;
+    fflush(stdout);
+    const pid_t pid = fork();
+    if (pid == 0) {
+        const double v = bandwidth_here(threads);
+        _exit(write(fd[1], &v, sizeof v) == (ssize_t)sizeof v ? 0 : 1);
+    }
+    close(fd[1]);
+    if (pid > 0) {
+        if (read(fd[0], &gbs, sizeof gbs) != (ssize_t)sizeof gbs) gbs = 0;
+        waitpid(pid, NULL, 0);
+    }
+    close(fd[0]);
+    return gbs;
+}
+
+/* Weight bytes one decoded token reads: every tensor but the token
+ * embedding when the output has its own (then one row of it). */
+static double bytes_per_token(const struct sl_model *m)
+{
+    double b = (double)m->n_bytes;
+    if (m->output.data != m->tok_embd.data)
+        b -= (double)m->tok_embd.row_size * (double)(m->tok_embd.ne[1] - 1);
+    return b;
+}
+
+/* Resident anonymous and file-backed memory now, in bytes (Linux
+ * /proc/self/status RssAnon, RssFile); 0 where unknown. */
+static void rss_now(double *anon, double *file)
+{
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "r");
+    *anon = *file = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        long kb;
+        if (sscanf(line, "RssAnon: %ld kB", &kb) == 1) *anon = (double)kb * 1024;
+        if (sscanf(line, "RssFile: %ld kB", &kb) == 1) *file = (double)kb * 1024;
+    }
+    if (f) fclose(f);
 }
 
 /* ---- model runs ---- */
 
-struct stat {
+struct run_stat {
     double mean, sd;
 };
 
-static struct stat summarize(const double *v, int n)
+static struct run_stat summarize(const double *v, int n)
 {
-    struct stat s = {0, 0};
+    struct run_stat s = {0, 0};
     for (int i = 0; i < n; i++) s.mean += v[i];
     s.mean /= n;
     for (int i = 0; i < n; i++) s.sd += (v[i] - s.mean) * (v[i] - s.mean);
@@ -146,7 +245,7 @@ static int run_once(struct sl_ctx *ctx, struct sl_batch *b, int n_pp, int n_tg, 
 int cmd_bench(int argc, char **argv)
 {
     const char *model_path = NULL, *pp_s = "64,512", *tg_s = "128", *th_s = NULL, *json_path = NULL;
-    long long reps = 3;
+    long long reps = 3, n_ctx = 0;
     bool no_bw = false;
     const struct cli_opt opts[] = {
         {"-m", "--model", CLI_STR, &model_path, 0, 0},
@@ -154,6 +253,7 @@ int cmd_bench(int argc, char **argv)
         {"-n", "--n-gen", CLI_STR, &tg_s, 0, 0},
         {"-t", "--threads", CLI_STR, &th_s, 0, 0},
         {"-r", "--reps", CLI_INT, &reps, 1, 100},
+        {"-c", "--ctx-size", CLI_INT, &n_ctx, 0, 1 << 20},
         {NULL, "--json", CLI_STR, &json_path, 0, 0},
         {NULL, "--no-bandwidth", CLI_FLAG, &no_bw, 0, 0},
     };
@@ -177,6 +277,11 @@ int cmd_bench(int argc, char **argv)
         ths[n_th++] = 1;
         if (all > 1) ths[n_th++] = all;
     }
+    int longest = 1; /* KV cells the longest test needs */
+    for (int i = 0; i < n_pp; i++) longest = SL_MAX(longest, pps[i]);
+    for (int i = 0; i < n_tg; i++) longest = SL_MAX(longest, tgs[i] + 1);
+    if (n_ctx > 0 && n_ctx < longest)
+        return cli_usage("bench", "-c %lld is shorter than the longest test (%d tokens)", n_ctx, longest);
     if (sl_model_load(&m, model_path, false, &err)) return cli_fail(&err, "is this a GGUF model file?");
     if (json_path && !(jf = fopen(json_path, "w"))) {
         sl_model_free(m);
@@ -191,15 +296,20 @@ int cmd_bench(int argc, char **argv)
     time_t now = time(NULL);
     char date[32];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M", gmtime(&now));
-    printf("model %s: %s, %.1f MiB of weights, kernels %s, %s UTC\n", model_path, m->arch_name,
-           (double)m->n_bytes / (1 << 20), sl_kernels()->name, date);
+    const double read_bytes = bytes_per_token(m);
+    struct stat st;
+    const double file_bytes = stat(model_path, &st) == 0 ? (double)st.st_size : (double)m->n_bytes;
+    printf("model %s: %s, %.1f MiB of weights (%.1f MiB read per token, %.1f MiB repacked), kernels %s, %s UTC\n",
+           model_path, m->arch_name, (double)m->n_bytes / (1 << 20), read_bytes / (1 << 20),
+           (double)m->panels_size / (1 << 20), sl_kernels()->name, date);
     if (!no_bw)
         for (int t = 0; t < n_th; t++) printf("memory bandwidth, %d thread%s: %.1f GB/s\n", ths[t], ths[t] > 1 ? "s" : "", bw[t]);
     printf("| test | threads | tokens/s | ± sd | of bandwidth limit |\n|---|--:|--:|--:|--:|\n");
     if (jf)
-        fprintf(jf, "{\"model\": \"%s\", \"arch\": \"%s\", \"model_bytes\": %llu, \"kernels\": \"%s\", \"date\": \"%s\", \"results\": [",
-                model_path, m->arch_name, (unsigned long long)m->n_bytes, sl_kernels()->name, date);
+        fprintf(jf, "{\"model\": \"%s\", \"arch\": \"%s\", \"model_bytes\": %llu, \"bytes_per_token\": %.0f, \"kernels\": \"%s\", \"date\": \"%s\", \"results\": [",
+                model_path, m->arch_name, (unsigned long long)m->n_bytes, read_bytes, sl_kernels()->name, date);
     bool first = true;
+    double kv_bytes = 0, kv_used = 0, anon = 0, filer = 0;
     rc = 0;
     for (int t = 0; t < n_th && !rc; t++) {
         int max_pp = 1;
@@ -207,7 +317,7 @@ int cmd_bench(int argc, char **argv)
         int max_tg = 1;
         for (int i = 0; i < n_tg; i++) max_tg = SL_MAX(max_tg, tgs[i]);
         struct sl_ctx_params cp = sl_ctx_default_params();
-        cp.n_ctx = SL_MAX(max_pp, max_tg + 1);
+        cp.n_ctx = n_ctx > 0 ? (int)n_ctx : SL_MAX(max_pp, max_tg + 1);
         cp.n_batch = max_pp;
         cp.n_threads = ths[t];
         struct sl_ctx *ctx = NULL;
@@ -217,6 +327,8 @@ int cmd_bench(int argc, char **argv)
             rc = cli_fail(&err, NULL);
             break;
         }
+        kv_bytes = SL_MAX(kv_bytes, (double)ctx->kv.n_layer * ctx->kv.n_cells *
+                                        (double)(ctx->kv.n_embd_k + ctx->kv.n_embd_v) * (double)ctx->kv.elt);
         for (int k = 0; k < n_pp + n_tg && !rc; k++) {
             bool pp = k < n_pp;
             int n = pp ? pps[k] : tgs[k - n_pp];
@@ -228,8 +340,8 @@ int cmd_bench(int argc, char **argv)
                 cli_fail(&err, NULL);
                 break;
             }
-            struct stat s = summarize(v, (int)reps);
-            double frac = !pp && bw[t] > 0 ? (double)m->n_bytes * s.mean / (bw[t] * 1e9) : 0;
+            struct run_stat s = summarize(v, (int)reps);
+            double frac = !pp && bw[t] > 0 ? read_bytes * s.mean / (bw[t] * 1e9) : 0;
             printf("| %s%d | %d | %.1f | %.1f | %s", pp ? "pp" : "tg", n, ths[t], s.mean, s.sd, "");
             if (frac > 0) printf("%.0f%% |\n", 100 * frac);
             else printf("|\n");
@@ -238,11 +350,27 @@ int cmd_bench(int argc, char **argv)
                         first ? "" : ",", pp ? "pp" : "tg", n, ths[t], s.mean, s.sd, bw[t], frac);
             first = false;
         }
+        /* the KV pages written: every test starts at cell 0 */
+        kv_used = SL_MAX(kv_used, (double)ctx->kv.n_layer * SL_MIN(cp.n_ctx, SL_MAX(max_pp, max_tg + 1)) *
+                                      (double)(ctx->kv.n_embd_k + ctx->kv.n_embd_v) * (double)ctx->kv.elt);
+        if (t == n_th - 1) rss_now(&anon, &filer);
         sl_batch_free(&b);
         sl_ctx_free(ctx);
     }
+    /* peak resident memory against file + KV cache + 64 MiB */
+    struct rusage ru;
+    const double peak = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss * 1024 : 0;
+    /* the KV cache counts at its full size in the budget, but only its
+     * touched pages are resident: "other" is peak - file - KV touched */
+    const double mib = 1 << 20, other = peak - file_bytes - kv_used;
+    if (!rc && peak > 0)
+        printf("peak memory: %.1f MiB resident = model file %.1f MiB + KV cache %.1f MiB touched (of %.1f) + %.1f "
+               "MiB other (budget 64 MiB%s); at the end %.1f MiB anonymous, %.1f MiB file-backed\n",
+               peak / mib, file_bytes / mib, kv_used / mib, kv_bytes / mib, other / mib,
+               other <= 64 * mib ? "" : ": OVER", anon / mib, filer / mib);
     if (jf) {
-        fprintf(jf, "\n]}\n");
+        fprintf(jf, "\n], \"peak_rss_bytes\": %.0f, \"file_bytes\": %.0f, \"kv_bytes\": %.0f, \"kv_touched_bytes\": %.0f}\n",
+                peak, file_bytes, kv_bytes, kv_used);
         fclose(jf);
     }
     sl_model_free(m);

@@ -995,6 +995,319 @@ static void pack_bf16(const float *x, void *out, int64_t n)
 }
 
 /* ------------------------------------------------------------------------ */
+/* row panels: weights repacked 16 rows at a time (kernels.h)               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Int32 lane r of every register is weight row r. Per block the weights
+ * are loaded once (4 registers of Q4_0 nibbles or 8 of Q8_0 bytes, all
+ * 16 rows) and the 16 fp16 scales converted with one vcvtph2ps; per
+ * activation row the block then costs 8 vpdpbusd against 4 activation
+ * bytes broadcast, an int32 add, a convert, a multiply (d_w * d_a) and an
+ * FMA: about 12 instructions for 512 multiply-adds, where the per-row dot
+ * takes ~25 per 32. The offset of the unsigned weights (Q4_0's 8, Q8_0's
+ * 128) is taken off once per block as -k * sum(a), the activations' block
+ * sum; Q4_0's high nibbles are used in place (w & 0xF0 = 16 q) and the
+ * product shifted down by 4, exactly. Two int32 chains per block keep the
+ * vpdpbusd latency off the critical path.
+ */
+static inline int32_t ld32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline __attribute__((always_inline)) void panel_q4_0_nc(int64_t n, const uint8_t *p, const uint8_t *a,
+                                                                size_t as, const int NC, int nr, float *y,
+                                                                size_t ldy)
+{
+    const int64_t nb = n / 32;
+    const __m512i m_lo = _mm512_set1_epi8(0x0F), m_hi = _mm512_set1_epi8((char)0xF0);
+    __m512 acc[TILE_C];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = p + (size_t)(b / 2) * (64 + 2 * 256);
+        const uint8_t *qs = blk + 64 + (b % 2) * 256;
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(blk + 32 * (b % 2))));
+        __m512i lo[4], hi[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m512i raw = _mm512_load_si512(qs + 64 * k);
+            lo[k] = _mm512_and_si512(raw, m_lo);
+            hi[k] = _mm512_and_si512(raw, m_hi);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const struct sl_q8s *x = (const struct sl_q8s *)(a + (size_t)c * as) + b;
+            __m512i sl = _mm512_set1_epi32(-8 * x->sum), sh = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                sl = _mm512_dpbusd_epi32(sl, lo[k], _mm512_set1_epi32(ld32(x->qs + 4 * k)));
+                sh = _mm512_dpbusd_epi32(sh, hi[k], _mm512_set1_epi32(ld32(x->qs + 16 + 4 * k)));
+            }
+            const __m512i s = _mm512_add_epi32(sl, _mm512_srai_epi32(sh, 4));
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)), acc[c]);
+        }
+    }
+    const __mmask16 m = nr >= 16 ? 0xFFFF : tail16(nr);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, m, acc[c]);
+}
+
+static inline __attribute__((always_inline)) void panel_q8_0_nc(int64_t n, const uint8_t *p, const uint8_t *a,
+                                                                size_t as, const int NC, int nr, float *y,
+                                                                size_t ldy)
+{
+    const int64_t nb = n / 32;
+    __m512 acc[TILE_C];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = p + (size_t)(b / 2) * (64 + 2 * 512);
+        const uint8_t *qs = blk + 64 + (b % 2) * 512;
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(blk + 32 * (b % 2))));
+        __m512i w[8];
+#pragma GCC unroll 8
+        for (int k = 0; k < 8; k++) w[k] = _mm512_load_si512(qs + 64 * k);
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const struct sl_q8s *x = (const struct sl_q8s *)(a + (size_t)c * as) + b;
+            __m512i s0 = _mm512_set1_epi32(-128 * x->sum), s1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                s0 = _mm512_dpbusd_epi32(s0, w[2 * k], _mm512_set1_epi32(ld32(x->qs + 8 * k)));
+                s1 = _mm512_dpbusd_epi32(s1, w[2 * k + 1], _mm512_set1_epi32(ld32(x->qs + 8 * k + 4)));
+            }
+            const __m512i s = _mm512_add_epi32(s0, s1);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)), acc[c]);
+        }
+    }
+    const __mmask16 m = nr >= 16 ? 0xFFFF : tail16(nr);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, m, acc[c]);
+}
+
+/* Q5_0: the nibbles as Q4_0 (both halves shifted down: the fifth bit
+ * does not fit 16 q), 16 added where the block's masks say. */
+static inline __attribute__((always_inline)) void panel_q5_0_nc(int64_t n, const uint8_t *p, const uint8_t *a,
+                                                                size_t as, const int NC, int nr, float *y,
+                                                                size_t ldy)
+{
+    const int64_t nb = n / 32;
+    const __m512i m_lo = _mm512_set1_epi8(0x0F), c16 = _mm512_set1_epi8(0x10);
+    __m512 acc[TILE_C];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = p + (size_t)(b / 2) * (64 + 2 * (64 + 256));
+        const uint8_t *mk = blk + 64 + (b % 2) * 64;
+        const uint8_t *qs = blk + 64 + 2 * 64 + (b % 2) * 256;
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(blk + 32 * (b % 2))));
+        __m512i lo[4], hi[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const __m512i raw = _mm512_load_si512(qs + 64 * k);
+            uint64_t ml, mh;
+            memcpy(&ml, mk + 8 * k, 8);
+            memcpy(&mh, mk + 32 + 8 * k, 8);
+            lo[k] = _mm512_and_si512(raw, m_lo);
+            hi[k] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m_lo);
+            lo[k] = _mm512_mask_add_epi8(lo[k], (__mmask64)ml, lo[k], c16);
+            hi[k] = _mm512_mask_add_epi8(hi[k], (__mmask64)mh, hi[k], c16);
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const struct sl_q8s *x = (const struct sl_q8s *)(a + (size_t)c * as) + b;
+            __m512i sl = _mm512_set1_epi32(-16 * x->sum), sh = _mm512_setzero_si512();
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                sl = _mm512_dpbusd_epi32(sl, lo[k], _mm512_set1_epi32(ld32(x->qs + 4 * k)));
+                sh = _mm512_dpbusd_epi32(sh, hi[k], _mm512_set1_epi32(ld32(x->qs + 16 + 4 * k)));
+            }
+            const __m512i s = _mm512_add_epi32(sl, sh);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)), acc[c]);
+        }
+    }
+    const __mmask16 m = nr >= 16 ? 0xFFFF : tail16(nr);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, m, acc[c]);
+}
+
+/*
+ * Q4_K: per super-block and activation row, each of the 4 sub-block pairs
+ * is 8 vpdpbusd into two int32 chains (low nibbles, high nibbles in place),
+ * the chains times the 16 rows' sub-block scales (vpmulld, after the high
+ * one is shifted down by 4), and the mins term sum_j m_j * (bsums[2j] +
+ * bsums[2j + 1]) as 8 more vpmulld against the activation's sub-block sums
+ * broadcast; then d * d_a and -dmin * d_a as two FMAs. The int32 sums stay
+ * below 2^31 (8 sub-blocks x 32 x 15 x 127 x 63).
+ */
+static inline __attribute__((always_inline)) void panel_q4_K_nc(int64_t n, const uint8_t *p, const uint8_t *a,
+                                                                size_t as, const int NC, int nr, float *y,
+                                                                size_t ldy)
+{
+    const int64_t nb = n / SL_QK_K;
+    const __m512i m_lo = _mm512_set1_epi8(0x0F), m_hi = _mm512_set1_epi8((char)0xF0);
+    __m512 acc[TILE_C];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *o = p + (size_t)i * (64 + 2 * 128 + 2048);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)o));
+        const __m512 dmw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(o + 32)));
+        __m512i sumi[TILE_C], summ[TILE_C];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) sumi[c] = summ[c] = _mm512_setzero_si512();
+        for (int g = 0; g < 4; g++) {
+            __m512i sl[TILE_C], sh[TILE_C];
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) sl[c] = sh[c] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m512i raw = _mm512_load_si512(o + 320 + 512 * g + 64 * k);
+                const __m512i lo = _mm512_and_si512(raw, m_lo), hi = _mm512_and_si512(raw, m_hi);
+#pragma GCC unroll 4
+                for (int c = 0; c < NC; c++) {
+                    const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
+                    sl[c] = _mm512_dpbusd_epi32(sl[c], lo, _mm512_set1_epi32(ld32(x->qs + 64 * g + 4 * k)));
+                    sh[c] = _mm512_dpbusd_epi32(sh[c], hi, _mm512_set1_epi32(ld32(x->qs + 64 * g + 32 + 4 * k)));
+                }
+            }
+            const __m512i sc0 = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(o + 64 + 32 * g)));
+            const __m512i sc1 = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(o + 64 + 32 * g + 16)));
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++)
+                sumi[c] = _mm512_add_epi32(sumi[c], _mm512_add_epi32(_mm512_mullo_epi32(sl[c], sc0),
+                                                                     _mm512_mullo_epi32(_mm512_srai_epi32(sh[c], 4), sc1)));
+        }
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const __m512i mn = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(o + 192 + 16 * j)));
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
+                summ[c] = _mm512_add_epi32(
+                    summ[c], _mm512_mullo_epi32(mn, _mm512_set1_epi32(x->bsums[2 * j] + x->bsums[2 * j + 1])));
+            }
+        }
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
+            const __m512 da = _mm512_set1_ps(x->d);
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[c]), _mm512_mul_ps(dw, da), acc[c]);
+            acc[c] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(summ[c]), _mm512_mul_ps(dmw, da), acc[c]);
+        }
+    }
+    const __mmask16 m = nr >= 16 ? 0xFFFF : tail16(nr);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, m, acc[c]);
+}
+
+/*
+ * Q6_K: per super-block, half h and quarter kk (chunks k = 4kk..4kk+3),
+ * the four 6-bit values of each chunk (ql low / high nibbles of two parts,
+ * two qh bits each, joined with one vpternlogd) fall in four 16-value
+ * sub-blocks 8h + 2i + kk; each sub-block's int32 sum starts at -32 times
+ * the activation's sum over it (the offset) and is multiplied by the 16
+ * rows' int8 scales (vpmulld) once it is complete.
+ */
+static inline __attribute__((always_inline)) void panel_q6_K_nc(int64_t n, const uint8_t *p, const uint8_t *a,
+                                                                size_t as, const int NC, int nr, float *y,
+                                                                size_t ldy)
+{
+    const int64_t nb = n / SL_QK_K;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    __m512 acc[TILE_C];
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *o = p + (size_t)i * (64 + 256 + 2048 + 1024);
+        const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)o));
+        __m512i sumi[TILE_C];
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) sumi[c] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++)
+            for (int kk = 0; kk < 2; kk++) {
+                __m512i s[4][TILE_C];
+#pragma GCC unroll 4
+                for (int q = 0; q < 4; q++)
+#pragma GCC unroll 4
+                    for (int c = 0; c < NC; c++) {
+                        const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
+                        s[q][c] = _mm512_set1_epi32(-32 * x->bsums[8 * h + 2 * q + kk]);
+                    }
+#pragma GCC unroll 4
+                for (int k = 4 * kk; k < 4 * kk + 4; k++) {
+                    const uint8_t *ch = o + 320 + 192 * (8 * h + k);
+                    const __m512i qa = _mm512_load_si512(ch), qb = _mm512_load_si512(ch + 64);
+                    const __m512i hq = _mm512_load_si512(ch + 128);
+                    __m512i v[4];
+                    v[0] = _mm512_ternarylogic_epi32(_mm512_and_si512(qa, m4), _mm512_slli_epi16(hq, 4), m30, 0xF8);
+                    v[1] = _mm512_ternarylogic_epi32(_mm512_and_si512(qb, m4), _mm512_slli_epi16(hq, 2), m30, 0xF8);
+                    v[2] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(qa, 4), m4), hq, m30, 0xF8);
+                    v[3] = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(qb, 4), m4),
+                                                     _mm512_srli_epi16(hq, 2), m30, 0xF8);
+#pragma GCC unroll 4
+                    for (int c = 0; c < NC; c++) {
+                        const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
+#pragma GCC unroll 4
+                        for (int q = 0; q < 4; q++)
+                            s[q][c] = _mm512_dpbusd_epi32(s[q][c], v[q],
+                                                          _mm512_set1_epi32(ld32(x->qs + 128 * h + 32 * q + 4 * k)));
+                    }
+                }
+#pragma GCC unroll 4
+                for (int q = 0; q < 4; q++) {
+                    const __m512i sc =
+                        _mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(o + 64 + 16 * (8 * h + 2 * q + kk))));
+#pragma GCC unroll 4
+                    for (int c = 0; c < NC; c++) sumi[c] = _mm512_add_epi32(sumi[c], _mm512_mullo_epi32(s[q][c], sc));
+                }
+            }
+#pragma GCC unroll 4
+        for (int c = 0; c < NC; c++) {
+            const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
+            acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[c]), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)), acc[c]);
+        }
+    }
+    const __mmask16 m = nr >= 16 ? 0xFFFF : tail16(nr);
+#pragma GCC unroll 4
+    for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, m, acc[c]);
+}
+
+#define PANEL_SWITCH(name)                                                                       \
+    static void name(int64_t n, const void *p, const void *a, size_t as, int nc, int nr, float *y, \
+                     size_t ldy)                                                                \
+    {                                                                                           \
+        switch (nc) {                                                                           \
+        case 1: name##_nc(n, p, a, as, 1, nr, y, ldy); break;                                   \
+        case 2: name##_nc(n, p, a, as, 2, nr, y, ldy); break;                                   \
+        case 3: name##_nc(n, p, a, as, 3, nr, y, ldy); break;                                   \
+        default: name##_nc(n, p, a, as, 4, nr, y, ldy); break;                                  \
+        }                                                                                       \
+    }
+
+PANEL_SWITCH(panel_q4_0)
+PANEL_SWITCH(panel_q8_0)
+PANEL_SWITCH(panel_q5_0)
+PANEL_SWITCH(panel_q4_K)
+PANEL_SWITCH(panel_q6_K)
+
+/* Q8_0 (bit-exact, quant_q8_0) 64 blocks at a time, then the block sums. */
+static void pack_q8s(const float *x, void *out, int64_t n)
+{
+    struct sl_block_q8_0 tmp[64];
+    const int64_t nb = n / 32;
+    for (int64_t i = 0; i < nb; i += 64) {
+        const int64_t m = nb - i < 64 ? nb - i : 64;
+        quant_q8_0(x + 32 * i, tmp, m);
+        sl_q8s_from_q8_0(tmp, m, (struct sl_q8s *)out + i);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* the table                                                                 */
 /* ------------------------------------------------------------------------ */
 
@@ -1019,6 +1332,14 @@ const struct sl_kernels sl_kernels_avx512 = {
             [SL_TYPE_BF16] = {f32_size, pack_bf16, tile_bf16, TILE_R, TILE_C, 2},
         },
     .quantize_row = quantize_row,
+    .panel =
+        {
+            [SL_TYPE_Q4_0] = {sl_q8s_size, pack_q8s, panel_q4_0, TILE_C},
+            [SL_TYPE_Q8_0] = {sl_q8s_size, pack_q8s, panel_q8_0, TILE_C},
+            [SL_TYPE_Q5_0] = {sl_q8s_size, pack_q8s, panel_q5_0, TILE_C},
+            [SL_TYPE_Q4_K] = {q8_K_size, pack_q8_K, panel_q4_K, TILE_C},
+            [SL_TYPE_Q6_K] = {q8_K_size, pack_q8_K, panel_q6_K, TILE_C},
+        },
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16 = axpy_f16,
     .fp32_to_fp16_row = fp32_to_fp16_row,
