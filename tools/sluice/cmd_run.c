@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli.h"
 #include "engine/chat.h"
@@ -216,6 +217,10 @@ int cmd_run(int argc, char **argv)
                 res.n_prompt, res.t_prompt_ms, res.n_prompt * 1e3 / (res.t_prompt_ms + 1e-9), res.n_gen,
                 res.t_gen_ms, res.n_gen * 1e3 / (res.t_gen_ms + 1e-9),
                 res.finish == SL_FINISH_STOP ? "stopped" : "length");
+    struct rusage ru;
+    if (verbose && getrusage(RUSAGE_SELF, &ru) == 0)
+        fprintf(stderr, "peak memory: %.1f MiB resident (docs/performance.md: model file + KV + at most 64 MiB)\n",
+                (double)ru.ru_maxrss / 1024.0);
     rc = 0;
 out:
     sl_gen_result_free(&res);
