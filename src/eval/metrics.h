@@ -39,13 +39,13 @@ void sl_class_report_free(struct sl_class_report *r);
 
 /* One field of a parsed object; value is the canonical JSON text of the
  * value (the jansson layer above produces it with sorted keys, compact). */
-struct sl_kv {
+struct sl_field_kv {
     const char *key;
     const char *value;
 };
 
 struct sl_kv_map {
-    const struct sl_kv *kv;
+    const struct sl_field_kv *kv;
     size_t n; /* keys are unique within a map */
 };
 

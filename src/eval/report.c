@@ -84,9 +84,47 @@ void sl_report_table(const struct sl_report *r, FILE *f)
             fprintf(f, "  %-44s %s\n", r->metrics[i].label ? r->metrics[i].label : r->metrics[i].name, v);
         }
     }
+    if (r->n_targets) {
+        /* metrics by row, one column per target */
+        const struct sl_report_target *t0 = &r->targets[0];
+        int w[16];
+        size_t nt = r->n_targets < 16 ? r->n_targets : 16;
+        fprintf(f, "\n%-30s", "");
+        for (size_t t = 0; t < nt; t++) {
+            size_t l = strlen(r->targets[t].name ? r->targets[t].name : "");
+            w[t] = l < 11 ? 11 : (int)l;
+            fprintf(f, " %*s", w[t], r->targets[t].name ? r->targets[t].name : "");
+        }
+        fputc('\n', f);
+        for (size_t i = 0; i < t0->n_metrics; i++) {
+            const char *lb = t0->metrics[i].label ? t0->metrics[i].label : t0->metrics[i].name;
+            fprintf(f, "%-30s", lb);
+            for (size_t t = 0; t < nt; t++) {
+                const struct sl_report_target *tg = &r->targets[t];
+                fmt_val(v, sizeof v, i < tg->n_metrics ? tg->metrics[i].value : NAN);
+                fprintf(f, " %*s", w[t], v);
+            }
+            fputc('\n', f);
+        }
+    }
+    if (r->fields && r->fields->n_fields) {
+        const struct sl_extract_report *x = r->fields;
+        fprintf(f, "\n%-24s %9s %9s %9s %7s %7s %7s\n", "field", "precision", "recall", "F1", "tp",
+                "fp", "fn");
+        for (size_t i = 0; i < x->n_fields; i++) {
+            const struct sl_field_stats *fs = &x->fields[i];
+            fprintf(f, "%-24s %9.4f %9.4f %9.4f %7llu %7llu %7llu\n", fs->key, fs->precision,
+                    fs->recall, fs->f1, (unsigned long long)fs->tp, (unsigned long long)fs->fp,
+                    (unsigned long long)fs->fn);
+        }
+        fprintf(f, "exact match %.4f, field precision %.4f, recall %.4f, F1 %.4f (micro), n %zu%s%s\n",
+                x->exact_match, x->precision, x->recall, x->f1, x->n, r->fields_what ? ": " : "",
+                r->fields_what ? r->fields_what : "");
+    }
     if (r->cls) {
         const struct sl_class_report *c = r->cls;
-        fprintf(f, "\n%-16s %9s %9s %9s %8s\n", "class", "precision", "recall", "F1", "support");
+        fprintf(f, "\n%-16s %9s %9s %9s %8s%s%s\n", "class", "precision", "recall", "F1", "support",
+                r->cls_what ? "   " : "", r->cls_what ? r->cls_what : "");
         for (int k = 0; k < c->n_class; k++) {
             char nm[32];
             snprintf(nm, sizeof nm, "%s", r->class_names ? r->class_names[k] : "");
@@ -99,6 +137,7 @@ void sl_report_table(const struct sl_report *r, FILE *f)
     if (r->reliability)
         fprintf(f, "ECE (%d bins) %.4f, MCE %.4f over %zu examples\n", r->reliability->n_bins,
                 r->reliability->ece, r->reliability->mce, r->reliability->n);
+    if (r->failures) sl_failures_print(r->failures, f);
     if (r->guarantee) {
         const struct sl_guarantee *g = r->guarantee;
         if (g->found)
@@ -113,6 +152,28 @@ void sl_report_table(const struct sl_report *r, FILE *f)
 }
 
 /* ==== JSON ================================================================= */
+
+/* ", "labels": [...], "confusion": [[...]]" of a class report. */
+static void json_confusion(FILE *f, const struct sl_class_report *c, const char *const *names)
+{
+    size_t k = (size_t)c->n_class;
+    if (names) {
+        fputs(", \"labels\": [", f);
+        for (size_t i = 0; i < k; i++) {
+            fputs(i ? ", " : "", f);
+            json_str(f, names[i]);
+        }
+        fputc(']', f);
+    }
+    fputs(", \"confusion\": [", f);
+    for (size_t i = 0; i < k; i++) {
+        fputs(i ? ", [" : "[", f);
+        for (size_t j = 0; j < k; j++)
+            fprintf(f, "%s%llu", j ? ", " : "", (unsigned long long)c->confusion[i * k + j]);
+        fputc(']', f);
+    }
+    fputc(']', f);
+}
 
 int sl_report_json(const struct sl_report *r, FILE *f, struct sl_err *err)
 {
@@ -173,11 +234,12 @@ int sl_report_json(const struct sl_report *r, FILE *f, struct sl_err *err)
         json_num(f, fr->small_only.cost);
         fputs(", \"quality\": ", f);
         json_num(f, fr->small_only.quality);
-        fputs("}, \"large_only\": {\"cost\": ", f);
+        fprintf(f, ", \"pareto\": %s}, \"large_only\": {\"cost\": ",
+                fr->small_only.pareto ? "true" : "false");
         json_num(f, fr->large_only.cost);
         fputs(", \"quality\": ", f);
         json_num(f, fr->large_only.quality);
-        fputs("}, \"pareto\": [", f);
+        fprintf(f, ", \"pareto\": %s}, \"pareto\": [", fr->large_only.pareto ? "true" : "false");
         bool first = true;
         for (size_t i = 0; i < fr->n_points; i++) {
             if (!fr->points[i].pareto) continue;
@@ -214,17 +276,68 @@ int sl_report_json(const struct sl_report *r, FILE *f, struct sl_err *err)
     }
     if (r->cls) {
         const struct sl_class_report *c = r->cls;
-        size_t k = (size_t)c->n_class;
         fputs(",\n  \"classification\": {\"accuracy\": ", f);
         json_num(f, c->accuracy);
         fputs(", \"macro_f1\": ", f);
         json_num(f, c->macro_f1);
-        fputs(", \"confusion\": [", f);
-        for (size_t i = 0; i < k; i++) {
-            fputs(i ? ", [" : "[", f);
-            for (size_t j = 0; j < k; j++)
-                fprintf(f, "%s%llu", j ? ", " : "", (unsigned long long)c->confusion[i * k + j]);
-            fputc(']', f);
+        json_confusion(f, c, r->class_names);
+        fputs("}", f);
+    }
+    if (r->n_more_cls) {
+        fputs(",\n  \"confusion_more\": [", f);
+        for (size_t m = 0; m < r->n_more_cls; m++) {
+            const struct sl_class_report *c = r->more_cls[m].cls;
+            fputs(m ? ",\n    {\"name\": " : "\n    {\"name\": ", f);
+            json_str(f, r->more_cls[m].name);
+            fputs(", \"accuracy\": ", f);
+            json_num(f, c->accuracy);
+            fputs(", \"macro_f1\": ", f);
+            json_num(f, c->macro_f1);
+            json_confusion(f, c, r->class_names);
+            fputc('}', f);
+        }
+        fputs("\n  ]", f);
+    }
+    if (r->n_targets) {
+        fputs(",\n  \"targets\": [", f);
+        for (size_t t = 0; t < r->n_targets; t++) {
+            const struct sl_report_target *tg = &r->targets[t];
+            fputs(t ? ",\n    {\"name\": " : "\n    {\"name\": ", f);
+            json_str(f, tg->name);
+            fputs(", \"metrics\": {", f);
+            for (size_t i = 0; i < tg->n_metrics; i++) {
+                fputs(i ? ", " : "", f);
+                json_str(f, tg->metrics[i].name);
+                fputs(": ", f);
+                json_num(f, tg->metrics[i].value);
+            }
+            fputs("}}", f);
+        }
+        fputs("\n  ]", f);
+    }
+    if (r->fields) {
+        const struct sl_extract_report *x = r->fields;
+        fputs(",\n  \"extraction\": {\"exact_match\": ", f);
+        json_num(f, x->exact_match);
+        fputs(", \"precision\": ", f);
+        json_num(f, x->precision);
+        fputs(", \"recall\": ", f);
+        json_num(f, x->recall);
+        fputs(", \"f1\": ", f);
+        json_num(f, x->f1);
+        fputs(", \"fields\": [", f);
+        for (size_t i = 0; i < x->n_fields; i++) {
+            const struct sl_field_stats *fs = &x->fields[i];
+            fputs(i ? ", {\"key\": " : "{\"key\": ", f);
+            json_str(f, fs->key);
+            fprintf(f, ", \"tp\": %llu, \"fp\": %llu, \"fn\": %llu, \"precision\": ",
+                    (unsigned long long)fs->tp, (unsigned long long)fs->fp, (unsigned long long)fs->fn);
+            json_num(f, fs->precision);
+            fputs(", \"recall\": ", f);
+            json_num(f, fs->recall);
+            fputs(", \"f1\": ", f);
+            json_num(f, fs->f1);
+            fputc('}', f);
         }
         fputs("]}", f);
     }
@@ -269,6 +382,11 @@ int sl_report_json(const struct sl_report *r, FILE *f, struct sl_err *err)
             fprintf(f, ", \"certified\": %s}", st->certified ? "true" : "false");
         }
         fputs("]}", f);
+    }
+    if (r->failures) {
+        fputs(",\n  \"failures\": ", f);
+        int rc = sl_failures_json(r->failures, f, err);
+        if (rc) return rc;
     }
     fputs("\n}\n", f);
     if (ferror(f)) return sl_err_set(err, SL_EIO, "%s: write error", __func__);
@@ -404,6 +522,13 @@ static void chart_router(FILE *f, const struct sl_report *r)
 }
 
 /* Cost against quality: every threshold, the Pareto frontier, the two tiers alone. */
+static int cmp_point_cost(const void *a, const void *b)
+{
+    const struct sl_cascade_point *x = a, *y = b;
+    if (x->cost != y->cost) return x->cost < y->cost ? -1 : 1;
+    return (x->quality > y->quality) - (x->quality < y->quality);
+}
+
 static void chart_frontier(FILE *f, const struct sl_frontier *fr)
 {
     double cmin = fr->small_only.cost, cmax = fr->large_only.cost, qmin = 1, qmax = 0;
@@ -414,10 +539,10 @@ static void chart_frontier(FILE *f, const struct sl_frontier *fr)
         if (p->quality < qmin) qmin = p->quality;
         if (p->quality > qmax) qmax = p->quality;
     }
-    const struct sl_cascade_point *ends[2] = {&fr->small_only, &fr->large_only};
+    const struct sl_cascade_point *tiers[2] = {&fr->small_only, &fr->large_only};
     for (int e = 0; e < 2; e++) {
-        if (ends[e]->quality < qmin) qmin = ends[e]->quality;
-        if (ends[e]->quality > qmax) qmax = ends[e]->quality;
+        if (tiers[e]->quality < qmin) qmin = tiers[e]->quality;
+        if (tiers[e]->quality > qmax) qmax = tiers[e]->quality;
     }
     double cp = (cmax - cmin) * 0.05 + 1e-9, qp = (qmax - qmin) * 0.08 + 1e-3;
     struct axes a = {cmin - cp < 0 && cmin >= 0 ? 0 : cmin - cp, cmax + cp, qmin - qp, qmax + qp};
@@ -427,11 +552,25 @@ static void chart_frontier(FILE *f, const struct sl_frontier *fr)
     for (size_t i = 0; i < fr->n_points; i += step)
         fprintf(f, "<circle class=\"pt\" cx=\"%.1f\" cy=\"%.1f\" r=\"1.6\"/>", px(&a, fr->points[i].cost),
                 py(&a, fr->points[i].quality));
+    /* the frontier runs through every Pareto point, a tier alone included
+     * (the cheapest end is often small only), in order of cost; a sparse
+     * frontier's points are marked too, so one of a single point still shows */
+    const struct sl_cascade_point *ends[2] = {&fr->small_only, &fr->large_only};
+    struct sl_cascade_point *par = malloc((fr->n_points + 2) * sizeof *par);
+    size_t n_par = 0;
+    for (size_t i = 0; par && i < fr->n_points; i++)
+        if (fr->points[i].pareto) par[n_par++] = fr->points[i];
+    for (int e = 0; par && e < 2; e++)
+        if (ends[e]->pareto) par[n_par++] = *ends[e];
+    if (par) qsort(par, n_par, sizeof *par, cmp_point_cost);
     fputs("\n<polyline class=\"pareto\" fill=\"none\" points=\"", f);
-    for (size_t i = 0; i < fr->n_points; i++)
-        if (fr->points[i].pareto)
-            fprintf(f, "%.1f,%.1f ", px(&a, fr->points[i].cost), py(&a, fr->points[i].quality));
+    for (size_t i = 0; i < n_par; i++)
+        fprintf(f, "%.1f,%.1f ", px(&a, par[i].cost), py(&a, par[i].quality));
     fputs("\"/>\n", f);
+    for (size_t i = 0; n_par <= 60 && i < n_par; i++)
+        fprintf(f, "<circle class=\"pareto-pt\" cx=\"%.1f\" cy=\"%.1f\" r=\"3\"/>",
+                px(&a, par[i].cost), py(&a, par[i].quality));
+    free(par);
     const char *names[2] = {"small only", "large only"};
     for (int e = 0; e < 2; e++) {
         double X = px(&a, ends[e]->cost), Y = py(&a, ends[e]->quality);
@@ -469,7 +608,8 @@ static void chart_reliability(FILE *f, const struct sl_reliability *rl)
 
 #define SL_REPORT_MAX_HEATMAP 40 /* classes drawn as a heat map; more is a table's job */
 
-static void chart_confusion(FILE *f, const struct sl_class_report *c, const char *const *names)
+static void chart_confusion(FILE *f, const char *id, const struct sl_class_report *c,
+                            const char *const *names)
 {
     int k = c->n_class;
     if (k > SL_REPORT_MAX_HEATMAP) {
@@ -480,7 +620,7 @@ static void chart_confusion(FILE *f, const struct sl_class_report *c, const char
     for (size_t i = 0; i < (size_t)k * (size_t)k; i++)
         if (c->confusion[i] > mx) mx = c->confusion[i];
     int side = CH - MT - MB, cell = side / (k ? k : 1), x0 = ML + 60, y0 = MT;
-    svg_open(f, "chart-confusion", "confusion matrix: true class by row, predicted by column");
+    svg_open(f, id, "confusion matrix: true class by row, predicted by column");
     for (int i = 0; i < k; i++) {
         for (int j = 0; j < k; j++) {
             uint64_t v = c->confusion[(size_t)i * (size_t)k + (size_t)j];
@@ -579,7 +719,8 @@ static const char *css =
     ".label{font-size:12px;fill:#1f2328}.legend{font-size:12px;fill:#1f2328}"
     ".ref{stroke:#8c959f;stroke-dasharray:4 3}.bar{fill:#1f6feb;fill-opacity:.75}"
     ".conf{fill:#d1242f}.pt{fill:#8c959f}.pareto{stroke:#d1242f;stroke-width:2}"
-    ".tier{fill:#1a7f37}.num{font-size:12px}";
+    ".pareto-pt{fill:#d1242f}"
+    ".tier{fill:#1a7f37}.num{font-size:12px}.card.wide{margin:18px 0 0;overflow-x:auto}";
 
 int sl_report_html(const struct sl_report *r, FILE *f, struct sl_err *err)
 {
@@ -619,6 +760,56 @@ int sl_report_html(const struct sl_report *r, FILE *f, struct sl_err *err)
         }
         fputs("</table>\n", f);
     }
+    if (r->n_targets) {
+        const struct sl_report_target *t0 = &r->targets[0];
+        fputs("<h2>", f);
+        html_str(f, r->targets_title ? r->targets_title : "Targets");
+        fputs("</h2><table id=\"targets\"><tr><th>metric</th>", f);
+        for (size_t t = 0; t < r->n_targets; t++) {
+            fputs("<th>", f);
+            html_str(f, r->targets[t].name);
+            fputs("</th>", f);
+        }
+        fputs("</tr>\n", f);
+        for (size_t i = 0; i < t0->n_metrics; i++) {
+            fputs("<tr data-metric=\"", f);
+            html_str(f, t0->metrics[i].name);
+            fputs("\"><td>", f);
+            html_str(f, t0->metrics[i].label ? t0->metrics[i].label : t0->metrics[i].name);
+            fputs("</td>", f);
+            for (size_t t = 0; t < r->n_targets; t++) {
+                const struct sl_report_target *tg = &r->targets[t];
+                fmt_val(v, sizeof v, i < tg->n_metrics ? tg->metrics[i].value : NAN);
+                fprintf(f, "<td>%s</td>", v);
+            }
+            fputs("</tr>\n", f);
+        }
+        fputs("</table>\n", f);
+    }
+    if (r->fields && r->fields->n_fields) {
+        const struct sl_extract_report *x = r->fields;
+        fputs("<h2>Fields", f);
+        if (r->fields_what) {
+            fputs(" (", f);
+            html_str(f, r->fields_what);
+            fputc(')', f);
+        }
+        fputs("</h2><table id=\"fields\"><tr><th>field</th><th>precision</th><th>recall</th>"
+              "<th>F1</th><th>tp</th><th>fp</th><th>fn</th></tr>\n",
+              f);
+        for (size_t i = 0; i < x->n_fields; i++) {
+            const struct sl_field_stats *fs = &x->fields[i];
+            fputs("<tr><td>", f);
+            html_str(f, fs->key);
+            fprintf(f, "</td><td>%.4f</td><td>%.4f</td><td>%.4f</td><td>%llu</td><td>%llu</td>"
+                       "<td>%llu</td></tr>\n",
+                    fs->precision, fs->recall, fs->f1, (unsigned long long)fs->tp,
+                    (unsigned long long)fs->fp, (unsigned long long)fs->fn);
+        }
+        fprintf(f, "</table><p>Exact match %.4f; micro-averaged precision %.4f, recall %.4f, "
+                   "F1 %.4f over %zu examples.</p>\n",
+                x->exact_match, x->precision, x->recall, x->f1, x->n);
+    }
     fputs("<div class=\"grid2\">\n", f);
     if (r->n_curves) {
         fputs("<div class=\"card\"><h2>Quality against calls to the large tier</h2>", f);
@@ -631,8 +822,10 @@ int sl_report_html(const struct sl_report *r, FILE *f, struct sl_err *err)
         fputs("<div class=\"card\"><h2>Cost against quality (cascade thresholds)</h2>", f);
         chart_frontier(f, r->frontier);
         fputs("<p>Grey: every threshold of the small&rarr;large cascade. Red: the Pareto frontier. "
-              "Green squares: each tier alone.</p></div>\n",
+              "Green squares: each tier alone. ",
               f);
+        html_str(f, r->frontier_what);
+        fputs("</p></div>\n", f);
     }
     if (r->reliability) {
         fputs("<div class=\"card\"><h2>Reliability diagram</h2>", f);
@@ -644,19 +837,41 @@ int sl_report_html(const struct sl_report *r, FILE *f, struct sl_err *err)
         fputs("</p></div>\n", f);
     }
     if (r->cls) {
-        fputs("<div class=\"card\"><h2>Confusion matrix</h2>", f);
-        chart_confusion(f, r->cls, r->class_names);
+        fputs("<div class=\"card\"><h2>Confusion matrix", f);
+        if (r->cls_what) {
+            fputs(": ", f);
+            html_str(f, r->cls_what);
+        }
+        fputs("</h2>", f);
+        chart_confusion(f, "chart-confusion", r->cls, r->class_names);
         fprintf(f, "<p>Accuracy %.4f, macro-F1 %.4f over %zu examples.</p></div>\n", r->cls->accuracy,
                 r->cls->macro_f1, r->cls->n);
+    }
+    for (size_t m = 0; m < r->n_more_cls; m++) {
+        const struct sl_class_report *c = r->more_cls[m].cls;
+        char id[48];
+        snprintf(id, sizeof id, "chart-confusion-%zu", m + 1);
+        fputs("<div class=\"card\"><h2>Confusion matrix: ", f);
+        html_str(f, r->more_cls[m].name);
+        fputs("</h2>", f);
+        chart_confusion(f, id, c, r->class_names);
+        fprintf(f, "<p>Accuracy %.4f, macro-F1 %.4f over %zu examples.</p></div>\n", c->accuracy,
+                c->macro_f1, c->n);
     }
     if (r->n_latency) {
         fputs("<div class=\"card\"><h2>Latency</h2>", f);
         chart_latency(f, r->latency_ms, r->n_latency);
-        fputs("<p>Requests per latency bin; dashed lines mark p50, p95 and p99 (nearest rank).</p>"
-              "</div>\n",
-              f);
+        fputs("<p>Requests per latency bin; dashed lines mark p50, p95 and p99 (nearest rank). ", f);
+        html_str(f, r->latency_what);
+        fputs("</p></div>\n", f);
     }
     fputs("</div>\n", f);
+    if (r->failures) {
+        fputs("<div class=\"card wide\">", f);
+        int rc = sl_failures_html(r->failures, f, err);
+        if (rc) return rc;
+        fputs("</div>\n", f);
+    }
     if (r->guarantee) {
         const struct sl_guarantee *g = r->guarantee;
         fputs("<h2>Threshold with a guarantee</h2><p id=\"guarantee\">", f);

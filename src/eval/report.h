@@ -13,6 +13,7 @@
 
 #include <stdio.h>
 
+#include "eval/failures.h"
 #include "eval/frontier.h"
 #include "eval/guarantee.h"
 #include "eval/metrics.h"
@@ -22,6 +23,22 @@ struct sl_report_metric {
     const char *name;  /* "apgr.lr", "accuracy", ... (JSON key) */
     double value;      /* NaN is written as null / "-" */
     const char *label; /* optional human label for table and HTML */
+};
+
+/* One column of a side-by-side table: `sluice eval` has one per tier run
+ * alone and one for the route, `sluice compare` one per run. Every target
+ * lists the same metric names in the same order. */
+struct sl_report_target {
+    const char *name;
+    const struct sl_report_metric *metrics;
+    size_t n_metrics;
+};
+
+/* A further confusion matrix (another target's), drawn after the main one
+ * as chart-confusion-1, chart-confusion-2, ... */
+struct sl_report_cls {
+    const char *name;
+    const struct sl_class_report *cls;
 };
 
 struct sl_report {
@@ -39,6 +56,20 @@ struct sl_report {
     const double *latency_ms;
     size_t n_latency;
     const struct sl_guarantee *guarantee;
+    /* live evaluation (sluice eval / compare) */
+    const struct sl_report_target *targets; /* table id "targets": metrics by row */
+    size_t n_targets;
+    const char *targets_title;              /* its heading; NULL = "Targets" */
+    const struct sl_extract_report *fields; /* table id "fields": per-field P/R/F1 */
+    const char *fields_what;
+    const struct sl_report_cls *more_cls;   /* (n_more_cls) uses class_names too */
+    size_t n_more_cls;
+    const char *cls_what;      /* caption of the main confusion matrix (whose it is) */
+    const char *latency_what;  /* caption of the latency histogram */
+    const char *frontier_what; /* caption of the frontier (which tiers) */
+    /* failure modes (failures.h): a terminal section, "failures" in the JSON,
+     * section#failures in the HTML */
+    const struct sl_failures *failures;
 };
 
 void sl_report_table(const struct sl_report *r, FILE *f);

@@ -58,9 +58,9 @@ static void extract_counts_fields_and_exact_match(void)
      * ex2 {a:2} vs {a:2}: a tp, exact
      * ex3 {a:3, c:true} vs {a:3, d:null}: a tp, c fn, d fp
      * micro: tp 3 fp 2 fn 2 -> P = R = F1 = 0.6; exact 1/3 */
-    const struct sl_kv e1[] = {{"a", "1"}, {"b", "\"x\""}}, p1[] = {{"b", "\"y\""}, {"a", "1"}};
-    const struct sl_kv e2[] = {{"a", "2"}}, p2[] = {{"a", "2"}};
-    const struct sl_kv e3[] = {{"a", "3"}, {"c", "true"}}, p3[] = {{"a", "3"}, {"d", "null"}};
+    const struct sl_field_kv e1[] = {{"a", "1"}, {"b", "\"x\""}}, p1[] = {{"b", "\"y\""}, {"a", "1"}};
+    const struct sl_field_kv e2[] = {{"a", "2"}}, p2[] = {{"a", "2"}};
+    const struct sl_field_kv e3[] = {{"a", "3"}, {"c", "true"}}, p3[] = {{"a", "3"}, {"d", "null"}};
     const struct sl_kv_map exp[] = {{e1, 2}, {e2, 1}, {e3, 2}}, pred[] = {{p1, 2}, {p2, 1}, {p3, 2}};
     struct sl_extract_report r;
     struct sl_err err = {0};

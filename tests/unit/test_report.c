@@ -14,7 +14,20 @@ static uint8_t s_ok[N], l_ok[N], wrong[N];
 static bool ok_b[N];
 static int truth[N], pred[N];
 
+/* results of a small tier and the route, for the failure-modes section */
+static const char *results_jsonl =
+    "{\"id\":\"a<1>\",\"target\":\"small\",\"truth\":\"billing\",\"pred\":\"other\","
+    "\"confidence\":0.97,\"correct\":false,\"input_len\":12,\"meta\":{\"lang\":\"en\"}}\n"
+    "{\"id\":\"a<1>\",\"target\":\"route\",\"correct\":true,\"escalated\":true,"
+    "\"decision\":\"escalated\",\"backend\":\"large\"}\n"
+    "{\"id\":\"b\",\"target\":\"small\",\"truth\":\"other\",\"pred\":\"other\","
+    "\"confidence\":0.9,\"correct\":true,\"input_len\":40,\"meta\":{\"lang\":\"de\"}}\n"
+    "{\"id\":\"c\",\"target\":\"small\",\"truth\":\"billing\",\"pred\":\"bug\","
+    "\"confidence\":0.6,\"correct\":false,\"input_len\":80,\"meta\":{\"lang\":\"de\"}}\n";
+
 struct fixture {
+    struct sl_results res;
+    struct sl_failures fails;
     struct sl_frontier fr;
     struct sl_reliability rel;
     struct sl_class_report cls;
@@ -52,6 +65,10 @@ static void fixture_init(struct fixture *fx)
     T_OK(sl_router_curve_compute(&fx->curves[0], "lr", score, s_ok, l_ok, N, &err), &err);
     T_OK(sl_router_curve_random(&fx->curves[1], s_ok, l_ok, N, &err), &err);
     T_OK(sl_guarantee_max_risk(&fx->g, conf, wrong, N, grid, 20, 0.2, 0.1, &err), &err);
+    struct sl_failures_params fp = sl_failures_default_params();
+    T_OK(sl_results_load_buf(&fx->res, results_jsonl, strlen(results_jsonl), "fixture", &err),
+         &err);
+    T_OK(sl_failures_compute(&fx->fails, &fx->res, "small", NULL, &fp, &err), &err);
     fx->m[0] = (struct sl_report_metric){"accuracy", fx->cls.accuracy, "accuracy"};
     fx->m[1] = (struct sl_report_metric){"ece", fx->rel.ece, NULL};
     fx->m[2] = (struct sl_report_metric){"nan_metric", NAN, "not measured"};
@@ -70,6 +87,7 @@ static void fixture_init(struct fixture *fx)
         .latency_ms = lat,
         .n_latency = N,
         .guarantee = &fx->g,
+        .failures = &fx->fails,
     };
 }
 
@@ -80,6 +98,8 @@ static void fixture_free(struct fixture *fx)
     sl_router_curve_free(&fx->curves[0]);
     sl_router_curve_free(&fx->curves[1]);
     sl_guarantee_free(&fx->g);
+    sl_failures_free(&fx->fails);
+    sl_results_free(&fx->res);
 }
 
 static size_t count(const char *s, const char *needle)
@@ -122,6 +142,11 @@ static void html_is_self_contained_with_five_charts(void)
     T_EQ_INT(count(h, "class=\"cell\""), 9);
     T_TRUE(fx.g.found);
     T_TRUE(strstr(h, "Accept the small tier when its confidence &ge;") != NULL);
+    /* the failure modes, in a card of their own, escaped */
+    T_EQ_INT(count(h, "<section class=\"sl-failures\" id=\"failures\">"), 1);
+    T_TRUE(strstr(h, "<table id=\"failures-top\">") && strstr(h, "<table id=\"failures-slices\">"));
+    T_TRUE(strstr(h, "a&lt;1&gt;") != NULL && strstr(h, "a<1>") == NULL);
+    T_TRUE(strstr(h, "escalated -&gt; large, right") != NULL);
     free(h);
     fixture_free(&fx);
 }
@@ -149,6 +174,13 @@ static void json_parses_and_carries_the_numbers(void)
     T_NEAR(json_real_value(json_object_get(m, "accuracy")), fx.cls.accuracy, 1e-9);
     T_EQ_INT(json_array_size(json_object_get(json_object_get(root, "reliability"), "bins")), 15);
     T_TRUE(json_is_object(json_object_get(root, "latency_ms")));
+    json_t *fo = json_object_get(root, "failures");
+    T_EQ_INT(json_integer_value(json_object_get(fo, "n_wrong")), 2);
+    T_EQ_STR(json_string_value(json_object_get(json_array_get(json_object_get(fo, "top"), 0), "id")),
+             "a<1>");
+    T_TRUE(json_is_boolean(json_object_get(json_object_get(json_object_get(root, "frontier"),
+                                                           "small_only"),
+                                           "pareto")));
     json_decref(root);
     free(j);
     fixture_free(&fx);
@@ -163,6 +195,8 @@ static void table_lists_routers_and_metrics(void)
     T_TRUE(strstr(t, "random       0.5000") != NULL);
     T_TRUE(strstr(t, "not measured") != NULL);
     T_TRUE(strstr(t, "ECE (15 bins)") != NULL);
+    T_TRUE(strstr(t, "Failure modes of 'small': 3 examples, 2 wrong (66.7%)") != NULL);
+    T_TRUE(strstr(t, "lang=de") != NULL);
     free(t);
     fixture_free(&fx);
 }
@@ -191,6 +225,39 @@ static void latency_chart_skips_nonfinite_samples(void)
     free(h);
 }
 
+/* The Pareto line runs through the tiers alone when they are on it: here
+ * the small tier is confidently wrong where the large one is right, so no
+ * cascade threshold reaches large-only's quality, and large-only is the
+ * frontier's top end (the line used to stop at the cascade points). */
+static void frontier_line_reaches_the_tiers_alone(void)
+{
+    const double c[2] = {0.9, 0.1}, cs2[2] = {0.1, 0.1}, cl2[2] = {1, 1};
+    const uint8_t so[2] = {0, 1}, lo[2] = {1, 1};
+    struct sl_frontier fr;
+    struct sl_err err = {0};
+    T_OK(sl_frontier_compute(&fr, c, so, cs2, lo, cl2, 2, &err), &err);
+    T_TRUE(fr.small_only.pareto && fr.large_only.pareto);
+    struct sl_report r = {.frontier = &fr};
+    char *h = render(&r, 2);
+    const char *pl = strstr(h, "<polyline class=\"pareto\" fill=\"none\" points=\"");
+    T_TRUE(pl != NULL);
+    if (pl) {
+        const char *end = strchr(pl + 45, '"');
+        size_t pairs = 0;
+        for (const char *q = pl + 45; end && q < end; q++) pairs += *q == ',';
+        T_TRUE(pairs >= 2);
+    }
+    T_TRUE(count(h, "class=\"pareto-pt\"") >= 2);
+    free(h);
+    char *j = render(&r, 1);
+    json_t *root = json_loads(j, 0, NULL);
+    json_t *lo_j = json_object_get(json_object_get(root, "frontier"), "large_only");
+    T_TRUE(json_is_true(json_object_get(lo_j, "pareto")));
+    json_decref(root);
+    free(j);
+    sl_frontier_free(&fr);
+}
+
 int main(int argc, char **argv)
 {
     T_RUN(html_is_self_contained_with_five_charts);
@@ -198,6 +265,7 @@ int main(int argc, char **argv)
     T_RUN(table_lists_routers_and_metrics);
     T_RUN(empty_report_still_renders);
     T_RUN(latency_chart_skips_nonfinite_samples);
+    T_RUN(frontier_line_reaches_the_tiers_alone);
     if (argc > 1) {
         /* leave a full report for the browser test */
         struct fixture fx;

@@ -64,5 +64,11 @@ int cmd_classify(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_calibrate_route(int argc, char **argv);
+int cmd_train_router(int argc, char **argv);
+int cmd_distill(int argc, char **argv);
+int cmd_promote(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@
 #include "tasks/calibrate.h"
 #include "tasks/classify.h"
 #include "tasks/extract.h"
+#include "train/head.h"
 
 /* ------------------------------------------------------------------------ */
 /* Input rows                                                                */
@@ -321,7 +322,9 @@ static FILE *open_out(const char *path, struct sl_err *err)
 
 static const char *classify_usage =
     "usage: sluice classify -m MODEL --labels a,b,c --input FILE.jsonl|FILE.csv [options]\n"
-    "  --labels A,B,C           the labels (comma-separated)\n"
+    "  --labels A,B,C           the labels (comma-separated; with --head: default the head's)\n"
+    "  --head FILE              classify through a head from 'sluice train head' on this model\n"
+    "                           (embeddings + head) instead of scoring the labels\n"
     "  --instruction TEXT       what to do (default: a generic classification instruction)\n"
     "  --calibration T          temperature from 'sluice calibrate' (default 1)\n"
     "  --prompt MODE            auto (chat template if the model has one), chat, plain, raw\n"
@@ -338,12 +341,13 @@ static const char *classify_usage =
 int cmd_classify(int argc, char **argv)
 {
     const char *model = NULL, *labels_s = NULL, *instruction = NULL, *input = NULL, *out_path = NULL;
-    const char *text_field = "text", *id_field = "id", *mode_s = NULL;
+    const char *text_field = "text", *id_field = "id", *mode_s = NULL, *head = NULL;
     double temp = 1.0;
     long long n_ctx = 0, threads = 0, batch = 8, max_chars = 0;
     const struct cli_opt opts[] = {
         {"-m", "--model", CLI_STR, &model, 0, 0},
         {NULL, "--labels", CLI_STR, &labels_s, 0, 0},
+        {NULL, "--head", CLI_STR, &head, 0, 0},
         {NULL, "--instruction", CLI_STR, &instruction, 0, 0},
         {NULL, "--calibration", CLI_FLOAT, &temp, 0.001, 1000},
         {NULL, "--prompt", CLI_STR, &mode_s, 0, 0},
@@ -369,10 +373,24 @@ int cmd_classify(int argc, char **argv)
     int rc = cli_parse("classify", classify_usage, argc, argv, opts, sizeof opts / sizeof *opts, NULL, 0, NULL);
     if (rc) return rc < 0 ? 0 : rc;
     if (!model) return cli_usage("classify", "-m MODEL is required");
-    if (!labels_s) return cli_usage("classify", "--labels a,b,c is required");
+    if (!labels_s && !head) return cli_usage("classify", "--labels a,b,c is required");
     if (!input) return cli_usage("classify", "--input FILE is required");
     if ((rc = parse_mode("classify", mode_s, &mode))) return rc;
-    if (split_labels(labels_s, &store, &labels, &n_labels)) {
+    char *head_labels = NULL;
+    if (!labels_s) { /* the head's labels, in its order */
+        struct sl_head h;
+        if (sl_head_load(&h, head, &err)) return cli_fail(&err, "is this a head from 'sluice train head'?");
+        size_t len = 1;
+        for (int32_t i = 0; i < h.n_out; i++) len += strlen(h.labels[i]) + 1;
+        if ((head_labels = calloc(1, len)))
+            for (int32_t i = 0; i < h.n_out; i++) {
+                if (i) strcat(head_labels, ",");
+                strcat(head_labels, h.labels[i]);
+            }
+        sl_head_free(&h);
+        labels_s = head_labels;
+    }
+    if (!labels_s || split_labels(labels_s, &store, &labels, &n_labels)) {
         rc = cli_fail(&(struct sl_err){SL_ENOMEM, "out of memory"}, NULL);
         goto out; /* allocation failure */
     }
@@ -388,8 +406,9 @@ int cmd_classify(int argc, char **argv)
     task.instruction = instruction;
     task.temperature = (float)temp;
     task.mode = mode;
+    task.head_path = head;
     if (sl_classifier_init(&c, su.ctx, &task, &err)) {
-        rc = err.code == SL_EINVAL ? cli_usage("classify", "%s", err.msg) : cli_fail(&err, NULL);
+        rc = err.code == SL_EINVAL && !head ? cli_usage("classify", "%s", err.msg) : cli_fail(&err, NULL);
         goto out; /* bad task */
     }
     if (!(out = open_out(out_path, &err))) {
@@ -448,6 +467,7 @@ out:
     rows_free(&rows);
     free(store);
     free(labels);
+    free(head_labels);
     return rc;
 }
 
@@ -457,6 +477,8 @@ out:
 
 static const char *calibrate_usage =
     "usage: sluice calibrate -m MODEL --labels a,b,c --input labelled.jsonl|.csv [options]\n"
+    "   or: sluice calibrate CONFIG.yaml --route R --results FILE ...  (a route's threshold with a\n"
+    "       guarantee, from `sluice eval` results: sluice calibrate CONFIG.yaml --help)\n"
     "  --label-field NAME       field holding the true label (default label)\n"
     "  --text-field NAME        field holding the text (default text)\n"
     "  --instruction TEXT  --prompt MODE  --max-chars N  -c N  -t N  (as in 'sluice classify')\n"
@@ -467,6 +489,9 @@ static const char *calibrate_usage =
 
 int cmd_calibrate(int argc, char **argv)
 {
+    /* `sluice calibrate CONFIG.yaml --route R ...`: a route's threshold (cmd_calibrate_route.c) */
+    const char *ext = argc > 1 ? strrchr(argv[1], '.') : NULL;
+    if (ext && (!strcmp(ext, ".yaml") || !strcmp(ext, ".yml"))) return cmd_calibrate_route(argc, argv);
     const char *model = NULL, *labels_s = NULL, *instruction = NULL, *input = NULL, *mode_s = NULL;
     const char *text_field = "text", *label_field = "label";
     double holdout = 0.5;

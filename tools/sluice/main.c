@@ -25,8 +25,13 @@ static const struct {
     {"quantize", cmd_quantize, "re-write a model with its weights in another type (Q4_K_M, Q8_0, ...)"},
     {"bench", cmd_bench, "prompt and generation speed, and the memory-bandwidth limit"},
     {"costs", cmd_costs, "cost by route, model or day from a request log, and savings"},
+    {"eval", cmd_eval, "measure a route and each of its tiers on labelled examples, live (docs/eval.md)"},
+    {"compare", cmd_compare, "two routes or configs on the same examples, side by side"},
     {"replay", cmd_replay, "evaluate routers on recorded answers (RouteLLM data): APGR, CPT, cost saving"},
+    {"train-router", cmd_train_router, "train a predict route's router from eval results: AUC, APGR, CPT"},
     {"train", cmd_train, "train a classification head, a small llama model, or a LoRA adapter"},
+    {"distill", cmd_distill, "train a student head from a teacher's labels (a model, or the request log)"},
+    {"promote", cmd_promote, "replace a task's head if quality holds and escalation falls; --rollback"},
     {"synth", cmd_synth, "write a model of a given shape with random weights (benchmarks, tests)"},
 };
 
