@@ -6,9 +6,9 @@
  * (blk.N.attn_q.weight, ...), and checks each one's shape and type before
  * the forward pass ever touches it. Weights stay in the mapping, quantized;
  * the types the kernel table has row panels for (Q4_0, Q5_0, Q8_0, Q4_K
- * and Q6_K on AVX-512) are repacked once into an anonymous mapping of
- * about the same size, and the file's pages behind them are released (see
- * "repacking" below).
+ * and Q6_K on AVX-512; Q4_0, Q8_0 and Q4_K on AVX2) are repacked once
+ * into an anonymous mapping of about the same size, and the file's pages
+ * behind them are released (see "repacking" below).
  */
 #include "model.h"
 

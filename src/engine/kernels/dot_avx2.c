@@ -1092,6 +1092,239 @@ static void pack_bf16(const float *x, void *out, int64_t n)
 }
 
 /* ------------------------------------------------------------------------ */
+/* row panels: weights repacked 16 rows at a time (kernels.h)               */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The AVX-512 layout read 256 bits at a time: the first 32 bytes of a
+ * 64-byte chunk are rows 0..7 (int32 lane r = 4 values of row r), the
+ * second rows 8..15, and the 16 fp16 scales of a block split the same way.
+ * A panel is worked half by half (8 rows); per activation row a 4-byte
+ * chunk of activations is broadcast and multiplied into all 8 rows with
+ * one vpmaddubsw. There is no VNNI: the int16 pair sums are widened by
+ * one vpmaddwd per block (Q4_0) or per chunk (Q8_0).
+ *   Q4_0: both nibbles masked down to 0..15, so each vpmaddubsw is at most
+ *         15 * 128 * 2 = 3840 and the 8 of a block add up in int16 (30720);
+ *         the offset 8 is taken off as -8 * sum(a), once per block.
+ *   Q8_0: the bytes are w + 128; w is back after one xor, and vpmaddubsw
+ *         takes |w| times sign(a, w) (at most 32512, see the top), so each
+ *         chunk is widened on its own.
+ */
+#define PANEL_C 4 /* most activation rows per call (Q8_0; Q4_0 takes 2) */
+
+static inline int32_t ld32(const int8_t *p)
+{
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline __m256i bcast4(const int8_t *p)
+{
+    return _mm256_set1_epi32(ld32(p));
+}
+
+/* acc[c][h] (rows 8h..8h+7 of activation row c) to y, nr rows of 16. */
+static inline __attribute__((always_inline)) void panel_store(__m256 acc[PANEL_C][2], const int NC, int nr, float *y,
+                                                              size_t ldy)
+{
+    for (int c = 0; c < NC; c++) {
+        float *o = y + (size_t)c * ldy;
+        if (nr >= 16) {
+            _mm256_storeu_ps(o, acc[c][0]);
+            _mm256_storeu_ps(o + 8, acc[c][1]);
+        } else {
+            float t[16];
+            _mm256_storeu_ps(t, acc[c][0]);
+            _mm256_storeu_ps(t + 8, acc[c][1]);
+            memcpy(o, t, (size_t)nr * sizeof(float));
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void panel_q4_0_nc(int64_t n, const uint8_t *p, const uint8_t *a,
+                                                                size_t as, const int NC, int nr, float *y,
+                                                                size_t ldy)
+{
+    const int64_t nb = n / 32;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    __m256 acc[PANEL_C][2];
+    for (int c = 0; c < NC; c++) acc[c][0] = acc[c][1] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = p + (size_t)(b / 2) * (64 + 2 * 256);
+        const uint8_t *qs = blk + 64 + (b % 2) * 256;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(blk + 32 * (b % 2) + 16 * h)));
+            __m256i lo[4], hi[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i raw = _mm256_load_si256((const __m256i *)(qs + 64 * k + 32 * h));
+                lo[k] = _mm256_and_si256(raw, m4);
+                hi[k] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            }
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) {
+                const struct sl_q8s *x = (const struct sl_q8s *)(a + (size_t)c * as) + b;
+                __m256i s0 = _mm256_maddubs_epi16(lo[0], bcast4(x->qs));
+                __m256i s1 = _mm256_maddubs_epi16(hi[0], bcast4(x->qs + 16));
+#pragma GCC unroll 4
+                for (int k = 1; k < 4; k++) {
+                    s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(lo[k], bcast4(x->qs + 4 * k)));
+                    s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(hi[k], bcast4(x->qs + 16 + 4 * k)));
+                }
+                const __m256i s = _mm256_add_epi32(_mm256_madd_epi16(_mm256_add_epi16(s0, s1), ones),
+                                                   _mm256_set1_epi32(-8 * x->sum));
+                acc[c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(x->d)), acc[c][h]);
+            }
+        }
+    }
+    panel_store(acc, NC, nr, y, ldy);
+}
+
+static inline __attribute__((always_inline)) void panel_q8_0_nc(int64_t n, const uint8_t *p, const uint8_t *a,
+                                                                size_t as, const int NC, int nr, float *y,
+                                                                size_t ldy)
+{
+    const int64_t nb = n / 32;
+    const __m256i m80 = _mm256_set1_epi8((char)0x80), ones = _mm256_set1_epi16(1);
+    __m256 acc[PANEL_C][2];
+    for (int c = 0; c < NC; c++) acc[c][0] = acc[c][1] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = p + (size_t)(b / 2) * (64 + 2 * 512);
+        const uint8_t *qs = blk + 64 + (b % 2) * 512;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(blk + 32 * (b % 2) + 16 * h)));
+            __m256i s[PANEL_C];
+            for (int c = 0; c < NC; c++) s[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int k = 0; k < 8; k++) {
+                const __m256i w = _mm256_xor_si256(_mm256_load_si256((const __m256i *)(qs + 64 * k + 32 * h)), m80);
+                const __m256i aw = _mm256_abs_epi8(w);
+#pragma GCC unroll 4
+                for (int c = 0; c < NC; c++) {
+                    const struct sl_q8s *x = (const struct sl_q8s *)(a + (size_t)c * as) + b;
+                    const __m256i sa = _mm256_sign_epi8(bcast4(x->qs + 4 * k), w);
+                    s[c] = _mm256_add_epi32(s[c], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, sa), ones));
+                }
+            }
+#pragma GCC unroll 4
+            for (int c = 0; c < NC; c++) {
+                const struct sl_q8s *x = (const struct sl_q8s *)(a + (size_t)c * as) + b;
+                acc[c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[c]), _mm256_mul_ps(dw, _mm256_set1_ps(x->d)), acc[c][h]);
+            }
+        }
+    }
+    panel_store(acc, NC, nr, y, ldy);
+}
+
+/* Q4_K: per super-block and half, for each sub-block pair g the 8 chunks'
+ * low nibbles (sub-block 2g) and high ones (2g + 1) summed in int16 (at
+ * most 8 * 15 * 128 * 2 = 30720), widened against the rows' scales with
+ * one vpmaddwd each (the scale in both int16 halves of lane r); the mins
+ * term against the activation's sub-block sums (bsums). */
+static inline __m256i scale_pairs(const uint8_t *p)
+{
+    const __m256i s = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    return _mm256_or_si256(s, _mm256_slli_epi32(s, 16));
+}
+
+static inline __attribute__((always_inline)) void panel_q4_K_nc(int64_t n, const uint8_t *p, const uint8_t *a,
+                                                                size_t as, const int NC, int nr, float *y,
+                                                                size_t ldy)
+{
+    const int64_t nb = n / SL_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc[PANEL_C][2];
+    for (int c = 0; c < NC; c++) acc[c][0] = acc[c][1] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *o = p + (size_t)i * (64 + 2 * 128 + 2048);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i sumi[PANEL_C], summ[PANEL_C];
+            for (int c = 0; c < NC; c++) sumi[c] = summ[c] = _mm256_setzero_si256();
+            for (int g = 0; g < 4; g++) {
+                __m256i sl[PANEL_C], sh[PANEL_C];
+                for (int c = 0; c < NC; c++) sl[c] = sh[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                    const __m256i raw = _mm256_load_si256((const __m256i *)(o + 320 + 512 * g + 64 * k + 32 * h));
+                    const __m256i lo = _mm256_and_si256(raw, m4);
+                    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+#pragma GCC unroll 2
+                    for (int c = 0; c < NC; c++) {
+                        const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
+                        sl[c] = _mm256_add_epi16(sl[c], _mm256_maddubs_epi16(lo, bcast4(x->qs + 64 * g + 4 * k)));
+                        sh[c] = _mm256_add_epi16(sh[c],
+                                                 _mm256_maddubs_epi16(hi, bcast4(x->qs + 64 * g + 32 + 4 * k)));
+                    }
+                }
+                const __m256i sc0 = scale_pairs(o + 64 + 16 * (2 * g) + 8 * h);
+                const __m256i sc1 = scale_pairs(o + 64 + 16 * (2 * g + 1) + 8 * h);
+#pragma GCC unroll 2
+                for (int c = 0; c < NC; c++)
+                    sumi[c] = _mm256_add_epi32(sumi[c], _mm256_add_epi32(_mm256_madd_epi16(sl[c], sc0),
+                                                                         _mm256_madd_epi16(sh[c], sc1)));
+            }
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                const __m256i mn = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(o + 192 + 16 * j + 8 * h)));
+#pragma GCC unroll 2
+                for (int c = 0; c < NC; c++) {
+                    const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
+                    summ[c] = _mm256_add_epi32(
+                        summ[c], _mm256_mullo_epi32(mn, _mm256_set1_epi32(x->bsums[2 * j] + x->bsums[2 * j + 1])));
+                }
+            }
+            const __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(o + 16 * h)));
+            const __m256 dmw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(o + 32 + 16 * h)));
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) {
+                const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
+                const __m256 da = _mm256_set1_ps(x->d);
+                acc[c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[c]), _mm256_mul_ps(dw, da), acc[c][h]);
+                acc[c][h] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(summ[c]), _mm256_mul_ps(dmw, da), acc[c][h]);
+            }
+        }
+    }
+    panel_store(acc, NC, nr, y, ldy);
+}
+
+#define PANEL_SWITCH(name)                                                                       \
+    static void name(int64_t n, const void *p, const void *a, size_t as, int nc, int nr, float *y, \
+                     size_t ldy)                                                                \
+    {                                                                                           \
+        if (nc == 1) name##_nc(n, p, a, as, 1, nr, y, ldy);                                     \
+        else name##_nc(n, p, a, as, 2, nr, y, ldy);                                             \
+    }
+
+PANEL_SWITCH(panel_q4_0)
+PANEL_SWITCH(panel_q4_K)
+
+static void panel_q8_0(int64_t n, const void *p, const void *a, size_t as, int nc, int nr, float *y, size_t ldy)
+{
+    switch (nc) {
+    case 1: panel_q8_0_nc(n, p, a, as, 1, nr, y, ldy); break;
+    case 2: panel_q8_0_nc(n, p, a, as, 2, nr, y, ldy); break;
+    case 3: panel_q8_0_nc(n, p, a, as, 3, nr, y, ldy); break;
+    default: panel_q8_0_nc(n, p, a, as, 4, nr, y, ldy); break;
+    }
+}
+
+/* Q8_0 (bit-exact, quant_q8_0) 64 blocks at a time, then the block sums. */
+static void pack_q8s(const float *x, void *out, int64_t n)
+{
+    struct sl_block_q8_0 tmp[64];
+    const int64_t nb = n / 32;
+    for (int64_t i = 0; i < nb; i += 64) {
+        const int64_t m = nb - i < 64 ? nb - i : 64;
+        quant_q8_0(x + 32 * i, tmp, m);
+        sl_q8s_from_q8_0(tmp, m, (struct sl_q8s *)out + i);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
 /* the table                                                                 */
 /* ------------------------------------------------------------------------ */
 
@@ -1116,6 +1349,12 @@ const struct sl_kernels sl_kernels_avx2 = {
             [SL_TYPE_BF16] = {f32_size, pack_bf16, tile_bf16, TILE_R, TILE_C, 2},
         },
     .quantize_row = quantize_row,
+    .panel =
+        {
+            [SL_TYPE_Q4_0] = {sl_q8s_size, pack_q8s, panel_q4_0, 2},
+            [SL_TYPE_Q8_0] = {sl_q8s_size, pack_q8s, panel_q8_0, PANEL_C},
+            [SL_TYPE_Q4_K] = {q8_K_size, pack_q8_K, panel_q4_K, 2},
+        },
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16 = axpy_f16,
     .fp32_to_fp16_row = fp32_to_fp16_row,
