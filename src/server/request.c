@@ -333,6 +333,9 @@ static int parse_task_req(struct sl_req *r, const struct sl_req_limits *lim, str
             return bad(r, err, "instruction", "cannot be given with 'task'");
         if (mode && !json_is_null(mode))
             return bad(r, err, "prompt_mode", "cannot be given with 'task'");
+    } else if (r->model && (!spec || json_is_null(spec)) && lim->is_route &&
+               lim->is_route(lim->user, r->model)) {
+        /* a route without a task: its default task applies (the route says) */
     } else {
         if (!r->model) return bad(r, err, "model", "is required (or name a configured 'task')");
         if (!spec || json_is_null(spec))

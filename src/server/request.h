@@ -53,6 +53,10 @@ struct sl_req_prompt {
 struct sl_req_limits {
     int64_t max_n;      /* n x prompts */
     int64_t max_inputs; /* prompts / embedding inputs */
+    /* optional: is this model name a route? A classify/extract request to a
+     * route may leave out task, labels and schema (the route's task applies) */
+    bool (*is_route)(void *user, const char *model);
+    void *user;
 };
 
 struct sl_req {

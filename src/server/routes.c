@@ -1614,7 +1614,7 @@ static void handle_generate(struct sl_server *s, const struct sl_http_req *req,
     sl_buf_init(&g->out, 0);
     make_id(s, kind == SL_REQ_CHAT ? "chatcmpl" : "cmpl", g->id, sizeof g->id);
     g->deadline_ms = (int64_t)(t0 + (double)s->cfg->server.request_timeout_s * 1e3);
-    struct sl_req_limits lim = {s->cfg->limits.max_n, s->cfg->limits.max_n};
+    struct sl_req_limits lim = {s->cfg->limits.max_n, s->cfg->limits.max_n, NULL, NULL};
     if (sl_req_parse(&g->req, kind, req->body, req->body_len, &lim, &err)) {
         reply_err(resp, err.code == SL_ENOMEM ? 500 : 400, "invalid_request_error", NULL,
                   g->req.param, "%s", err.msg);
@@ -1697,7 +1697,8 @@ static void handle_embeddings(struct sl_server *s, const struct sl_http_req *req
     size_t n = 0, n_init = 0, n_sub = 0;
     bool timed_out = false;
     double t0 = sl_sched_now_ms();
-    struct sl_req_limits lim = {s->cfg->limits.max_n, s->cfg->limits.max_embedding_inputs};
+    struct sl_req_limits lim = {s->cfg->limits.max_n, s->cfg->limits.max_embedding_inputs, NULL,
+                                NULL};
     if (sl_req_parse(&r, SL_REQ_EMBEDDING, req->body, req->body_len, &lim, &err)) {
         reply_err(resp, err.code == SL_ENOMEM ? 500 : 400, "invalid_request_error", NULL, r.param,
                   "%s", err.msg);
@@ -1851,6 +1852,11 @@ static void task_error(int rc, const struct sl_err *err, struct sl_http_resp *re
         reply_err(resp, 500, "server_error", NULL, NULL, "%s", err->msg);
 }
 
+static bool model_is_route(void *user, const char *model)
+{
+    return is_route(user, model);
+}
+
 static void handle_task(struct sl_server *s, const struct sl_http_req *req,
                         const struct sl_key_config *key, enum sl_req_kind kind,
                         struct sl_http_resp *resp)
@@ -1862,13 +1868,14 @@ static void handle_task(struct sl_server *s, const struct sl_http_req *req,
     bool classify = kind == SL_REQ_CLASSIFY, have_job = false;
     double t0 = sl_sched_now_ms();
     const char *route = classify ? "/v1/classify" : "/v1/extract";
-    struct sl_req_limits lim = {s->cfg->limits.max_n, s->cfg->limits.max_embedding_inputs};
+    struct sl_req_limits lim = {s->cfg->limits.max_n, s->cfg->limits.max_embedding_inputs,
+                                model_is_route, s};
     if (sl_req_parse(&r, kind, req->body, req->body_len, &lim, &err)) {
         reply_err(resp, err.code == SL_ENOMEM ? 500 : 400, "invalid_request_error", NULL, r.param,
                   "%s", err.msg);
         goto done; /* bad request */
     }
-    if (r.model && s->router && sl_router_has_route(s->router, r.model)) {
+    if (r.model && is_route(s, r.model)) {
         handle_routed_task(s, key, &r, resp);
         goto done; /* a route answers */
     }

@@ -125,6 +125,7 @@ routes:
     tiers: [small, large]
     threshold: 1
     pii: allow
+    task: triage
   pick:
     policy: rules
     tiers: [small, large]
@@ -280,7 +281,8 @@ test('cascade with threshold 1 escalates to the large server, which answers', as
 
 test('classify through a cascade: the large server classifies with the same task', async () => {
   const before = await largeCount();
-  const res = await post('/v1/classify', { model: 'up', task: 'triage', input: 'I was charged twice' });
+  // no "task": the route's default task (triage) applies
+  const res = await post('/v1/classify', { model: 'up', input: 'I was charged twice' });
   assert.equal(res.status, 200, JSON.stringify(res.body));
   const d = res.body.data[0];
   assert.ok(['billing', 'bug', 'shipping'].includes(d.label));

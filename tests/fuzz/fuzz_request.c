@@ -15,7 +15,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1) return 0;
     enum sl_req_kind kind = (enum sl_req_kind)(data[0] % 5);
-    struct sl_req_limits lim = {1 + (data[0] >> 2) % 16, 1 + (data[0] >> 4) % 8};
+    struct sl_req_limits lim = {.max_n = 1 + (data[0] >> 2) % 16, .max_inputs = 1 + (data[0] >> 4) % 8};
     struct sl_req r;
     struct sl_err err = {0};
     int rc = sl_req_parse(&r, kind, (const char *)data + 1, size - 1, &lim, &err);

@@ -8,7 +8,7 @@
 
 #include "test.h"
 
-static const struct sl_req_limits lim = {16, 64};
+static const struct sl_req_limits lim = {.max_n = 16, .max_inputs = 64};
 
 static int parse(struct sl_req *r, enum sl_req_kind k, const char *body, struct sl_err *err)
 {
