@@ -4,6 +4,7 @@
  * an HTML fragment (eval layer). See failures.h.
  */
 #include "eval/failures.h"
+#include "eval/report.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -332,20 +333,10 @@ void sl_failures_print(const struct sl_failures *f, FILE *out)
 
 static void json_str(FILE *f, const char *s)
 {
-    if (!s) {
+    if (s)
+        sl_json_fputs(f, s);
+    else
         fputs("null", f);
-        return;
-    }
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
 }
 
 static void json_num(FILE *f, double v)

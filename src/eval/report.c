@@ -13,7 +13,7 @@
 
 /* ==== small writers ======================================================= */
 
-static void json_str(FILE *f, const char *s)
+void sl_json_fputs(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
@@ -161,7 +161,7 @@ static void json_confusion(FILE *f, const struct sl_class_report *c, const char 
         fputs(", \"labels\": [", f);
         for (size_t i = 0; i < k; i++) {
             fputs(i ? ", " : "", f);
-            json_str(f, names[i]);
+            sl_json_fputs(f, names[i]);
         }
         fputc(']', f);
     }
@@ -178,13 +178,13 @@ static void json_confusion(FILE *f, const struct sl_class_report *c, const char 
 int sl_report_json(const struct sl_report *r, FILE *f, struct sl_err *err)
 {
     fputs("{\n  \"title\": ", f);
-    json_str(f, r->title);
+    sl_json_fputs(f, r->title);
     fputs(",\n  \"subtitle\": ", f);
-    json_str(f, r->subtitle);
+    sl_json_fputs(f, r->subtitle);
     fputs(",\n  \"metrics\": {", f);
     for (size_t i = 0; i < r->n_metrics; i++) {
         fputs(i ? ",\n    " : "\n    ", f);
-        json_str(f, r->metrics[i].name);
+        sl_json_fputs(f, r->metrics[i].name);
         fputs(": ", f);
         json_num(f, r->metrics[i].value);
     }
@@ -193,7 +193,7 @@ int sl_report_json(const struct sl_report *r, FILE *f, struct sl_err *err)
         const struct sl_router_curve *c = &r->curves[i];
         fputs(i ? ",\n    {" : "\n    {", f);
         fputs("\"name\": ", f);
-        json_str(f, c->name);
+        sl_json_fputs(f, c->name);
         fprintf(f, ", \"n\": %zu, \"q_small\": ", c->n);
         json_num(f, c->q_small);
         fputs(", \"q_large\": ", f);
@@ -288,7 +288,7 @@ int sl_report_json(const struct sl_report *r, FILE *f, struct sl_err *err)
         for (size_t m = 0; m < r->n_more_cls; m++) {
             const struct sl_class_report *c = r->more_cls[m].cls;
             fputs(m ? ",\n    {\"name\": " : "\n    {\"name\": ", f);
-            json_str(f, r->more_cls[m].name);
+            sl_json_fputs(f, r->more_cls[m].name);
             fputs(", \"accuracy\": ", f);
             json_num(f, c->accuracy);
             fputs(", \"macro_f1\": ", f);
@@ -303,11 +303,11 @@ int sl_report_json(const struct sl_report *r, FILE *f, struct sl_err *err)
         for (size_t t = 0; t < r->n_targets; t++) {
             const struct sl_report_target *tg = &r->targets[t];
             fputs(t ? ",\n    {\"name\": " : "\n    {\"name\": ", f);
-            json_str(f, tg->name);
+            sl_json_fputs(f, tg->name);
             fputs(", \"metrics\": {", f);
             for (size_t i = 0; i < tg->n_metrics; i++) {
                 fputs(i ? ", " : "", f);
-                json_str(f, tg->metrics[i].name);
+                sl_json_fputs(f, tg->metrics[i].name);
                 fputs(": ", f);
                 json_num(f, tg->metrics[i].value);
             }
@@ -329,7 +329,7 @@ int sl_report_json(const struct sl_report *r, FILE *f, struct sl_err *err)
         for (size_t i = 0; i < x->n_fields; i++) {
             const struct sl_field_stats *fs = &x->fields[i];
             fputs(i ? ", {\"key\": " : "{\"key\": ", f);
-            json_str(f, fs->key);
+            sl_json_fputs(f, fs->key);
             fprintf(f, ", \"tp\": %llu, \"fp\": %llu, \"fn\": %llu, \"precision\": ",
                     (unsigned long long)fs->tp, (unsigned long long)fs->fp, (unsigned long long)fs->fn);
             json_num(f, fs->precision);

@@ -72,6 +72,10 @@ struct sl_report {
     const struct sl_failures *failures;
 };
 
+/* Writes s as a JSON string literal (quotes, escapes; NULL as ""). The
+ * eval writers' one escaper. */
+void sl_json_fputs(FILE *f, const char *s);
+
 void sl_report_table(const struct sl_report *r, FILE *f);
 int sl_report_json(const struct sl_report *r, FILE *f, struct sl_err *err);
 int sl_report_html(const struct sl_report *r, FILE *f, struct sl_err *err);

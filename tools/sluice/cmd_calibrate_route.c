@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "eval/calib_route.h"
 #include "eval/failures.h"
+#include "eval/report.h"
 #include "eval/results.h"
 
 static const char *route_usage =
@@ -65,30 +66,16 @@ static void json_num(FILE *f, const char *key, double v, bool comma)
         fprintf(f, "\"%s\":%.9g%s", key, v, comma ? "," : "");
 }
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 static int write_json(const char *path, const struct sl_calib_result *r, const struct sl_calib_params *p,
                       const char *route, const char *task, double written, struct sl_err *err)
 {
     FILE *f = fopen(path, "w");
     if (!f) return sl_err_set(err, SL_EIO, "cannot write '%s'", path);
     fputs("{\"route\":", f);
-    json_str(f, route);
+    sl_json_fputs(f, route);
     fputs(",\"task\":", f);
     if (task)
-        json_str(f, task);
+        sl_json_fputs(f, task);
     else
         fputs("null", f);
     fputc(',', f);
