@@ -70,6 +70,26 @@ void fu_reply_free(struct fu_reply *r)
     memset(r, 0, sizeof *r);
 }
 
+/* A deep copy of a reply: a connection serves its own copy, so the test may
+ * set the next script (freeing the old one) while a slow or abandoned
+ * stream of the previous one is still being read. Returns -1 on no memory. */
+static int reply_dup(struct fu_reply *dst, const struct fu_reply *src)
+{
+    *dst = *src;
+    int bad = 0;
+    for (int k = 0; k < src->n_headers; k++)
+        bad |= !(dst->headers[k] = strdup(src->headers[k]));
+    for (int k = 0; k < src->n_chunks; k++)
+        bad |= !(dst->chunks[k] = strdup(src->chunks[k]));
+    if (src->body) bad |= !(dst->body = strdup(src->body));
+    if (src->raw) bad |= !(dst->raw = strdup(src->raw));
+    if (bad) {
+        fu_reply_free(dst);
+        return -1;
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ replies */
 
 static ssize_t stream_reader(void *cls, uint64_t pos, char *buf, size_t max)
@@ -109,6 +129,7 @@ static void stream_free(void *cls)
 {
     struct stream_state *s = cls;
     free(s->piece);
+    fu_reply_free(&s->r);
     free(s);
 }
 
@@ -170,26 +191,41 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         f->recs[idx].auth = xdup(MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"));
     }
     int ri = f->next < f->n_replies ? f->next++ : f->n_replies - 1;
-    if (ri >= 0)
-        r = f->replies[ri];
-    else
+    int copied = ri >= 0 ? reply_dup(&r, &f->replies[ri]) : 0;
+    if (ri < 0)
         memset(&r, 0, sizeof r), r.status = 500, r.disconnect_after = -1;
     pthread_mutex_unlock(&f->mu);
+    if (copied) return MHD_NO;
 
     if (r.delay_ms > 0) wait_ms(f, r.delay_ms);
     struct MHD_Response *resp = NULL;
     int streaming = r.n_chunks > 0 || r.raw;
     if (streaming) {
         struct stream_state *s = calloc(1, sizeof *s);
-        if (!s) return MHD_NO;
+        if (!s) {
+            fu_reply_free(&r);
+            return MHD_NO;
+        }
         s->f = f;
-        s->r = r;
+        s->r = r; /* the stream owns the copy now (stream_free) */
         resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, stream_reader, s,
                                                  stream_free);
-        if (resp) MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        if (!resp) {
+            stream_free(s);
+            return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+        memset(&r, 0, sizeof r); /* headers are the stream's: read them from s->r */
+        r.status = s->r.status;
+        for (int k = 0; k < s->r.n_headers; k++)
+            r.headers[k] = s->r.headers[k];
+        r.n_headers = s->r.n_headers;
     } else if (r.disconnect_after >= 0) {
         struct half_state *h = calloc(1, sizeof *h);
-        if (!h) return MHD_NO;
+        if (!h) {
+            fu_reply_free(&r);
+            return MHD_NO;
+        }
         h->body = strdup(r.body ? r.body : "");
         h->len = strlen(h->body);
         h->stop_at = h->len / 2;
@@ -199,7 +235,10 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
         resp = MHD_create_response_from_buffer(strlen(b), (void *)b, MHD_RESPMEM_MUST_COPY);
         if (resp) MHD_add_response_header(resp, "Content-Type", "application/json");
     }
-    if (!resp) return MHD_NO;
+    if (!resp) {
+        if (!streaming) fu_reply_free(&r);
+        return MHD_NO;
+    }
     for (int k = 0; k < r.n_headers; k++) {
         char name[128];
         const char *colon = strchr(r.headers[k], ':');
@@ -213,6 +252,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
     }
     enum MHD_Result ok = MHD_queue_response(c, (unsigned)(r.status ? r.status : 200), resp);
     MHD_destroy_response(resp);
+    if (!streaming) fu_reply_free(&r); /* MHD copied the body; a stream owns its copy */
     return ok;
 }
 
