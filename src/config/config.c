@@ -58,7 +58,7 @@ _Static_assert(sizeof pii_kinds / sizeof *pii_kinds == SL_PII_CUSTOM,
 
 /* The kind a privacy.kinds entry names: one of pii_kinds, or (any case) the
  * placeholder label of privacy.h ("SSN", "de_taxid"); -1 if none. */
-static int pii_kind_index(const char *name)
+int sl_config_pii_kind(const char *name)
 {
     for (int k = 0; k < SL_PII_CUSTOM; k++)
         if (!strcasecmp(name, pii_kinds[k]) ||
@@ -598,7 +598,7 @@ unsigned sl_config_pii_kinds(const struct sl_privacy_config *p)
     unsigned all = (1u << SL_PII_CUSTOM) - 1, m = 0;
     if (!p->kinds) return all;
     for (size_t i = 0; i < p->n_kinds; i++) {
-        int k = p->kinds[i] ? pii_kind_index(p->kinds[i]) : -1;
+        int k = p->kinds[i] ? sl_config_pii_kind(p->kinds[i]) : -1;
         if (k >= 0) m |= 1u << k;
     }
     return m;
@@ -1472,7 +1472,7 @@ static int walk_privacy(struct walk *w, yaml_node_t *map)
         for (size_t i = 0; i < n; i++) {
             yaml_node_t *e = yaml_document_get_node(w->doc, v->data.sequence.items.start[i]);
             if ((rc = expect(w, e, YAML_SCALAR_NODE, "a PII kind"))) return rc;
-            int kind = pii_kind_index(scalar(e));
+            int kind = sl_config_pii_kind(scalar(e));
             if (kind < 0)
                 return sl_err_set(w->err, SL_EINVAL,
                                   "config line %d: privacy.kinds: unknown kind '%.64s' (known: "
@@ -1480,7 +1480,7 @@ static int walk_privacy(struct walk *w, yaml_node_t *map)
                                   "insee_fr)",
                                   line_of(e), scalar(e));
             for (size_t j = 0; j < i; j++)
-                if (pii_kind_index(pc->kinds[j]) == kind)
+                if (sl_config_pii_kind(pc->kinds[j]) == kind)
                     return sl_err_set(w->err, SL_EINVAL,
                                       "config line %d: privacy.kinds lists %s twice", line_of(e),
                                       pii_kinds[kind]);

@@ -295,6 +295,8 @@ int sl_config_add_route(struct sl_config *c, const char *name, struct sl_route_c
  * email, phone, card, iban, ssn_us, nino_uk, taxid_de, insee_fr. No kinds:
  * list = every built-in kind; `kinds: []` = none (patterns only). */
 unsigned sl_config_pii_kinds(const struct sl_privacy_config *p);
+/* A built-in kind by its YAML name or placeholder label (any case), or -1. */
+int sl_config_pii_kind(const char *name);
 /* The YAML name of built-in kind k ("email", ...), or NULL past the last. */
 const char *sl_config_pii_kind_name(int k);
 

@@ -33,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "backend/http.h"
@@ -154,24 +153,6 @@ static struct rroute *route_find(const struct sl_router *r, const char *name)
     return NULL;
 }
 
-static const struct sl_task_config *task_find(const struct sl_config *c, const char *name)
-{
-    if (!name) return NULL;
-    for (size_t k = 0; k < c->n_tasks; k++)
-        if (c->tasks[k].name && !strcmp(c->tasks[k].name, name)) return &c->tasks[k];
-    return NULL;
-}
-
-/* The route's bar for a task: the per-task one, else the default. */
-static double route_threshold(const struct sl_route_config *rc, const char *task)
-{
-    if (task)
-        for (size_t k = 0; k < rc->n_thresholds; k++)
-            if (rc->threshold_tasks[k] && !strcmp(rc->threshold_tasks[k], task))
-                return rc->threshold_values[k];
-    return rc->threshold;
-}
-
 /* ================================================================ budget */
 
 /* Caller holds r->mu. A new UTC day starts from zero. */
@@ -249,17 +230,6 @@ static int make_http(const struct sl_backend_config *bc, struct sl_backend *out,
     return sl_backend_http_new(out, &p, err);
 }
 
-/* Built-in PII kinds by name: the placeholder label or a lower-case alias. */
-static int pii_kind_of(const char *name)
-{
-    static const char *const alias[SL_PII_CUSTOM] = {"email",  "phone",   "card",     "iban",
-                                                     "ssn_us", "nino_uk", "taxid_de", "insee_fr"};
-    for (int k = 0; k < SL_PII_CUSTOM; k++)
-        if (!strcasecmp(name, sl_pii_kind_name((enum sl_pii_kind)k)) || !strcasecmp(name, alias[k]))
-            return k;
-    return -1;
-}
-
 static int make_pii(struct sl_router *r, const struct sl_privacy_config *pc, struct sl_err *err)
 {
     struct sl_pii_params p = sl_pii_default_params();
@@ -267,7 +237,7 @@ static int make_pii(struct sl_router *r, const struct sl_privacy_config *pc, str
     if (pc->kinds) {
         p.kinds = 0;
         for (size_t k = 0; k < pc->n_kinds; k++) {
-            int kind = pii_kind_of(pc->kinds[k] ? pc->kinds[k] : "");
+            int kind = sl_config_pii_kind(pc->kinds[k] ? pc->kinds[k] : "");
             if (kind < 0)
                 return sl_err_set(err, SL_EINVAL,
                                   "privacy: unknown PII kind '%s' (email, phone, card, iban, ssn, "
@@ -1074,7 +1044,7 @@ static void run_cascade(struct rq *q, struct answer *kept)
 {
     struct sl_route_result *res = q->res;
     const struct rroute *rt = q->rt;
-    double thr = route_threshold(rt->cfg, q->task_name);
+    double thr = sl_route_threshold(rt->cfg, q->task_name);
     struct answer a = {.bi = -1, .label = -1, .confidence = -1};
     bool accepted = false, had_unsure = false;
     for (size_t i = 0; i < rt->n_tiers && !q->stream_broken && !q->fatal; i++) {
@@ -1376,7 +1346,7 @@ int sl_router_route(struct sl_router *r, const struct sl_route_req *req,
     } else if (req->kind == SL_RREQ_CLASSIFY || req->kind == SL_RREQ_EXTRACT) {
         int want = req->kind == SL_RREQ_CLASSIFY ? SL_TASK_CLASSIFY : SL_TASK_EXTRACT;
         const char *kname = want == SL_TASK_CLASSIFY ? "classify" : "extract";
-        q.task = task_find(r->cfg, req->task);
+        q.task = sl_config_task(r->cfg, req->task);
         if (!req->task || !q.task) {
             rc = bad_request(res, req->task ? 404 : 400, req->task ? SL_ENOTFOUND : SL_EINVAL, err,
                              "route '%s': %s needs a configured task%s%s%s", rt->cfg->name, kname,
