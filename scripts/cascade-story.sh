@@ -44,6 +44,8 @@ usage: bash scripts/cascade-story.sh --data DIR [options]
   --lm-seq N          tokens per training row (default 128)
   --lm-batch N        rows per step (default 16)
   --head-epochs N     at most, for both heads (default 100; early stopping after 10)
+  --ensemble K        each tier's head is an ensemble of K heads (sluice train head
+                      --ensemble; default 1)
   --target-gap X      sluice calibrate: certify the hybrid within X points of large
                       (default 3; the guarantee's bound, wider than the measured gap)
   --max-cost-share F  sluice calibrate instead: the best quality whose cost stays under
@@ -60,7 +62,7 @@ EOF
 }
 
 DATA="" TASK="" WORK="" S="$ROOT/build/sluice" BASE="$ROOT/../shared/assets/models/stories260K"
-CTX=256 SMALL_HIDDEN=256 LARGE_HIDDEN=64 LM_STEPS=300 LM_SEQ=128 LM_BATCH=16 HEAD_EPOCHS=100
+CTX=256 SMALL_HIDDEN=256 LARGE_HIDDEN=64 LM_STEPS=300 LM_SEQ=128 LM_BATCH=16 HEAD_EPOCHS=100 ENSEMBLE=1
 TARGET_GAP=3 COST_SHARE="" DELTA=0.1 GOAL_GAP=1 GOAL_COST=0.30 GOAL_CHEAPER=20 THREADS=2 CONC=2 TEST_LIMIT=""
 LIVE=1
 while [ $# -gt 0 ]; do
@@ -77,6 +79,7 @@ while [ $# -gt 0 ]; do
     --lm-seq) LM_SEQ=$2; shift ;;
     --lm-batch) LM_BATCH=$2; shift ;;
     --head-epochs) HEAD_EPOCHS=$2; shift ;;
+    --ensemble) ENSEMBLE=$2; shift ;;
     --target-gap) TARGET_GAP=$2; shift ;;
     --max-cost-share) COST_SHARE=$2; shift ;;
     --delta) DELTA=$2; shift ;;
@@ -212,9 +215,11 @@ else
     stamp "$M/base.gguf" "$BASE/stories260K.bin" "$BASE/tok512.bin" --
 fi
 
-HEAD_OPTS=(--epochs "$HEAD_EPOCHS" --patience 10 -c "$CTX" -t "$THREADS" --cache-dir "$WORK/cache")
+HEAD_OPTS=(--epochs "$HEAD_EPOCHS" --patience 10 --ensemble "$ENSEMBLE" -c "$CTX" -t "$THREADS" --cache-dir "$WORK/cache")
 
-step "small tier: an MLP head ($SMALL_HIDDEN) on stories260K's embeddings"
+ENS_TXT=""
+[ "$ENSEMBLE" -gt 1 ] && ENS_TXT=" (an ensemble of $ENSEMBLE)"
+step "small tier: an MLP head ($SMALL_HIDDEN)$ENS_TXT on stories260K's embeddings"
 t=$(date +%s)
 if fresh "$M/small-head.gguf" "$M/base.gguf" "$DATA/train.jsonl" -- "${HEAD_OPTS[@]}" --hidden "$SMALL_HIDDEN"; then
     echo "up to date: $M/small-head.gguf"
@@ -235,7 +240,7 @@ else
     stamp "$M/large-lm.gguf" "$M/base.gguf" "$TXT" -- "${LM_OPTS[@]}"
     echo "language model trained in $(secs $t) s"
 fi
-step "large tier: an MLP head ($LARGE_HIDDEN) on that model's embeddings"
+step "large tier: an MLP head ($LARGE_HIDDEN)$ENS_TXT on that model's embeddings"
 t=$(date +%s)
 if fresh "$M/large-head.gguf" "$M/large-lm.gguf" "$DATA/train.jsonl" -- "${HEAD_OPTS[@]}" --hidden "$LARGE_HIDDEN"; then
     echo "up to date: $M/large-head.gguf"

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,25 +27,27 @@
 /* the head object                                                           */
 /* ------------------------------------------------------------------------ */
 
-int sl_head_init(struct sl_head *h, int32_t n_in, int32_t n_hidden, const char *const *labels,
-                 int32_t n_out, struct sl_err *err)
+/* sl_head_init for an ensemble of k members (weights back to back). */
+static int head_alloc(struct sl_head *h, int32_t n_in, int32_t n_hidden, const char *const *labels,
+                      int32_t n_out, int32_t k, struct sl_err *err)
 {
     memset(h, 0, sizeof *h);
     if (n_in <= 0 || n_hidden < 0 || n_out < 2 || n_in > (1 << 20) || n_hidden > (1 << 16) ||
-        n_out > SL_DATA_MAX_LABELS)
-        return sl_err_set(err, SL_EINVAL, "head: bad shape: %d inputs, %d hidden, %d labels (>= 2)",
-                          n_in, n_hidden, n_out);
+        n_out > SL_DATA_MAX_LABELS || k < 1 || k > SL_HEAD_MAX_MEMBERS)
+        return sl_err_set(err, SL_EINVAL, "head: bad shape: %d inputs, %d hidden, %d labels (>= 2), %d members",
+                          n_in, n_hidden, n_out, k);
     h->n_in = n_in;
     h->n_hidden = n_hidden;
     h->n_out = n_out;
-    size_t N = (size_t)(n_hidden ? n_hidden : n_out);
-    h->w1 = calloc(N * (size_t)n_in, sizeof(float));
-    h->b1 = calloc(N, sizeof(float));
+    h->n_members = k;
+    size_t N = (size_t)(n_hidden ? n_hidden : n_out), K = (size_t)k;
+    h->w1 = calloc(K * N * (size_t)n_in, sizeof(float));
+    h->b1 = calloc(K * N, sizeof(float));
     h->labels = calloc((size_t)n_out, sizeof(char *));
     if (!h->w1 || !h->b1 || !h->labels) goto oom; /* allocation failure */
     if (n_hidden) {
-        h->w2 = calloc((size_t)n_out * (size_t)n_hidden, sizeof(float));
-        h->b2 = calloc((size_t)n_out, sizeof(float));
+        h->w2 = calloc(K * (size_t)n_out * (size_t)n_hidden, sizeof(float));
+        h->b2 = calloc(K * (size_t)n_out, sizeof(float));
         if (!h->w2 || !h->b2) goto oom; /* allocation failure */
     }
     for (int32_t i = 0; i < n_out; i++)
@@ -53,6 +56,56 @@ int sl_head_init(struct sl_head *h, int32_t n_in, int32_t n_hidden, const char *
 oom:
     sl_head_free(h);
     return sl_err_set(err, SL_ENOMEM, "head: out of memory");
+}
+
+int sl_head_init(struct sl_head *h, int32_t n_in, int32_t n_hidden, const char *const *labels,
+                 int32_t n_out, struct sl_err *err)
+{
+    return head_alloc(h, n_in, n_hidden, labels, n_out, 1, err);
+}
+
+/* Floats of one member's w1, b1, w2, b2. */
+static void member_sizes(const struct sl_head *h, size_t sz[4])
+{
+    size_t N = (size_t)(h->n_hidden ? h->n_hidden : h->n_out);
+    sz[0] = N * (size_t)h->n_in;
+    sz[1] = N;
+    sz[2] = h->n_hidden ? (size_t)h->n_out * (size_t)h->n_hidden : 0;
+    sz[3] = h->n_hidden ? (size_t)h->n_out : 0;
+}
+
+int sl_head_ensemble(struct sl_head *out, const struct sl_head *members, int k, struct sl_err *err)
+{
+    const struct sl_head *h0 = &members[0];
+    int rc;
+    if (k < 1) return sl_err_set(err, SL_EINVAL, "head: an ensemble needs at least one member");
+    for (int m = 0; m < k; m++) {
+        const struct sl_head *h = &members[m];
+        bool same = h->n_members == 1 && h->n_in == h0->n_in && h->n_hidden == h0->n_hidden &&
+                    h->n_out == h0->n_out;
+        for (int32_t c = 0; same && c < h->n_out; c++) same = !strcmp(h->labels[c], h0->labels[c]);
+        if (!same)
+            return sl_err_set(err, SL_EINVAL, "head: ensemble member %d differs from member 0 in shape or labels", m);
+    }
+    if ((rc = head_alloc(out, h0->n_in, h0->n_hidden, (const char *const *)h0->labels, h0->n_out, k, err)))
+        return rc;
+    size_t sz[4];
+    member_sizes(h0, sz);
+    for (int m = 0; m < k; m++) {
+        memcpy(out->w1 + (size_t)m * sz[0], members[m].w1, sz[0] * sizeof(float));
+        memcpy(out->b1 + (size_t)m * sz[1], members[m].b1, sz[1] * sizeof(float));
+        if (sz[2]) {
+            memcpy(out->w2 + (size_t)m * sz[2], members[m].w2, sz[2] * sizeof(float));
+            memcpy(out->b2 + (size_t)m * sz[3], members[m].b2, sz[3] * sizeof(float));
+        }
+    }
+    out->n_ctx = h0->n_ctx;
+    out->source_hash = h0->source_hash;
+    if (h0->source_name && !(out->source_name = strdup(h0->source_name))) {
+        sl_head_free(out);
+        return sl_err_set(err, SL_ENOMEM, "head: out of memory");
+    }
+    return 0;
 }
 
 void sl_head_free(struct sl_head *h)
@@ -72,16 +125,46 @@ void sl_head_free(struct sl_head *h)
 /* layers: forward and backward side by side                                 */
 /* ------------------------------------------------------------------------ */
 
+/* sum of a[k] * b[k]: eight partial sums (GCC/clang vector extension, so
+ * any target vectorizes it and no add waits for the one before) */
+typedef float v8f __attribute__((vector_size(32)));
+
+static float dot8(const float *a, const float *b, int K)
+{
+    v8f acc = {0};
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        v8f x, y;
+        memcpy(&x, a + k, sizeof x);
+        memcpy(&y, b + k, sizeof y);
+        acc += x * y;
+    }
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; k < K; k++) s += a[k] * b[k];
+    return s;
+}
+
+/* y[k] += a * x[k] */
+static void axpy8(float *y, float a, const float *x, int K)
+{
+    const v8f av = {a, a, a, a, a, a, a, a};
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        v8f xv, yv;
+        memcpy(&xv, x + k, sizeof xv);
+        memcpy(&yv, y + k, sizeof yv);
+        yv += av * xv;
+        memcpy(y + k, &yv, sizeof yv);
+    }
+    for (; k < K; k++) y[k] += a * x[k];
+}
+
 /* out (B, N) = inp (B, K) . w^T + b,  w (N, K), b (N) */
 static void linear_forward(float *out, const float *inp, const float *w, const float *b, int B, int K, int N)
 {
     for (int i = 0; i < B; i++)
-        for (int n = 0; n < N; n++) {
-            const float *wr = w + (size_t)n * K, *x = inp + (size_t)i * K;
-            float s = b[n];
-            for (int k = 0; k < K; k++) s += wr[k] * x[k];
-            out[(size_t)i * N + n] = s;
-        }
+        for (int n = 0; n < N; n++)
+            out[(size_t)i * N + n] = b[n] + dot8(w + (size_t)n * K, inp + (size_t)i * K, K);
 }
 
 /* dinp (B, K) += dout . w (dinp may be NULL); dw (N, K) += dout^T . inp; db (N) += sum dout */
@@ -92,11 +175,8 @@ static void linear_backward(float *dinp, float *dw, float *db, const float *dout
         for (int n = 0; n < N; n++) {
             float d = dout[(size_t)i * N + n];
             if (d == 0.0f) continue;
-            const float *x = inp + (size_t)i * K, *wr = w + (size_t)n * K;
-            float *dwr = dw + (size_t)n * K;
-            for (int k = 0; k < K; k++) dwr[k] += d * x[k];
-            if (dinp)
-                for (int k = 0; k < K; k++) dinp[(size_t)i * K + k] += d * wr[k];
+            axpy8(dw + (size_t)n * K, d, inp + (size_t)i * K, K);
+            if (dinp) axpy8(dinp + (size_t)i * K, d, w + (size_t)n * K, K);
             db[n] += d;
         }
 }
@@ -220,23 +300,31 @@ static int acts_init(struct head_acts *a, const struct sl_head *h, int B)
 
 void sl_head_classify(const struct sl_head *h, const float *x, float *probs)
 {
-    int E = h->n_in, Hd = h->n_hidden, C = h->n_out;
-    float logits_stack[256], *logits = C <= 256 ? logits_stack : malloc((size_t)C * sizeof(float));
+    int E = h->n_in, Hd = h->n_hidden, C = h->n_out, K = SL_MAX(h->n_members, 1);
+    float stack[512], *logits = 2 * C <= 512 ? stack : malloc(2 * (size_t)C * sizeof(float));
     float *a1 = Hd ? malloc((size_t)Hd * sizeof(float)) : NULL;
+    size_t sz[4];
     if (!logits || (Hd && !a1)) { /* no memory: uniform, never a crash */
         for (int c = 0; c < C; c++) probs[c] = 1.0f / (float)C;
         goto out;
     }
-    if (!Hd) {
-        linear_forward(logits, x, h->w1, h->b1, 1, E, C);
-    } else {
-        linear_forward(a1, x, h->w1, h->b1, 1, E, Hd);
-        relu_forward(a1, a1, (size_t)Hd);
-        linear_forward(logits, a1, h->w2, h->b2, 1, Hd, C);
+    float *p = K > 1 ? logits + C : probs; /* one member's probabilities */
+    member_sizes(h, sz);
+    for (int m = 0; m < K; m++) {
+        const float *w1 = h->w1 + (size_t)m * sz[0], *b1 = h->b1 + (size_t)m * sz[1];
+        if (!Hd) {
+            linear_forward(logits, x, w1, b1, 1, E, C);
+        } else {
+            linear_forward(a1, x, w1, b1, 1, E, Hd);
+            relu_forward(a1, a1, (size_t)Hd);
+            linear_forward(logits, a1, h->w2 + (size_t)m * sz[2], h->b2 + (size_t)m * sz[3], 1, Hd, C);
+        }
+        softmax_xent_forward(p, logits, NULL, NULL, 1, C);
+        if (K > 1)
+            for (int c = 0; c < C; c++) probs[c] = (m ? probs[c] : 0.0f) + p[c] / (float)K;
     }
-    softmax_xent_forward(probs, logits, NULL, NULL, 1, C);
 out:
-    if (logits != logits_stack) free(logits);
+    if (logits != stack) free(logits);
     free(a1);
 }
 
@@ -308,7 +396,7 @@ double sl_head_loss_grad(const struct sl_head *h, const float *x, const int32_t 
                          struct sl_head *g)
 {
     struct head_acts a = {0};
-    if (B <= 0 || acts_init(&a, h, B)) return NAN;
+    if (B <= 0 || h->n_members > 1 || acts_init(&a, h, B)) return NAN;
     int N = h->n_hidden ? h->n_hidden : h->n_out;
     double loss = head_forward(h, &a, x, y, q, B) / B;
     memset(g->w1, 0, (size_t)N * (size_t)h->n_in * sizeof(float));
@@ -358,6 +446,8 @@ int sl_head_train_soft(struct sl_head *h, const float *x, const int32_t *y, cons
     sl_adamw_init(&opt, NULL);
     memset(res, 0, sizeof *res);
     if (n_train == 0) return sl_err_set(err, SL_EINVAL, "head: no training examples");
+    if (h->n_members > 1)
+        return sl_err_set(err, SL_EINVAL, "head: train an ensemble one member at a time (sl_head_ensemble)");
     if ((rc = sl_head_init(&g, h->n_in, h->n_hidden, NULL, h->n_out, err))) goto fail; /* OOM */
     if ((rc = sl_head_init(&best, h->n_in, h->n_hidden, NULL, h->n_out, err))) goto fail; /* OOM */
     xb = malloc((size_t)B * E * sizeof(float));
@@ -448,6 +538,8 @@ int sl_head_train_soft(struct sl_head *h, const float *x, const int32_t *y, cons
     }
     head_copy_weights(h, &best);
     res->seconds = now_s() - t0;
+    res->n_train = n_train;
+    res->n_val = n_val;
     rc = 0;
 fail:
     sl_adamw_free(&opt);
@@ -458,6 +550,136 @@ fail:
     free(qb);
     free(yb);
     free(order);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* ensembles                                                                 */
+/* ------------------------------------------------------------------------ */
+
+struct ens_job {
+    const struct sl_head *shape;
+    const float *x, *q;
+    const int32_t *y;
+    size_t n;
+    double val_frac;
+    const struct sl_head_train_params *p;
+    int k, next;
+    struct sl_head *members;
+    struct sl_head_train_result *res;
+    int *rc;
+    struct sl_err *errs;
+    int64_t *done, *total; /* per member, for the summed progress */
+    sl_train_progress_fn progress;
+    void *user;
+    pthread_mutex_t mu;
+};
+
+struct ens_member {
+    struct ens_job *j;
+    int m;
+};
+
+static void ens_progress(void *user, const struct sl_train_progress *pr)
+{
+    struct ens_member *em = user;
+    struct ens_job *j = em->j;
+    pthread_mutex_lock(&j->mu);
+    j->done[em->m] = pr->done;
+    j->total[em->m] = pr->total;
+    struct sl_train_progress sum = *pr;
+    sum.done = sum.total = 0;
+    for (int m = 0; m < j->k; m++) {
+        sum.done += j->done[m];
+        /* a member not started yet counts as long as this one */
+        sum.total += j->total[m] ? j->total[m] : pr->total;
+    }
+    j->progress(j->user, &sum);
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void ens_train_one(struct ens_job *j, int m)
+{
+    struct sl_head_train_params pm = *j->p;
+    struct ens_member em = {j, m};
+    int32_t *tr = NULL, *va = NULL;
+    size_t ntr, nva;
+    pm.seed = j->p->seed + (uint64_t)m;
+    j->rc[m] = sl_split(j->n, j->val_frac, pm.seed, &tr, &ntr, &va, &nva, &j->errs[m]);
+    if (!j->rc[m])
+        j->rc[m] = sl_head_init(&j->members[m], j->shape->n_in, j->shape->n_hidden,
+                                (const char *const *)j->shape->labels, j->shape->n_out, &j->errs[m]);
+    if (!j->rc[m])
+        j->rc[m] = sl_head_train_soft(&j->members[m], j->x, j->y, j->q, tr, ntr, va, nva, &pm, &j->res[m],
+                                      j->progress ? ens_progress : NULL, &em, &j->errs[m]);
+    free(tr);
+    free(va);
+}
+
+static void *ens_worker(void *arg)
+{
+    struct ens_job *j = arg;
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        int m = j->next < j->k ? j->next++ : -1;
+        pthread_mutex_unlock(&j->mu);
+        if (m < 0) return NULL;
+        ens_train_one(j, m);
+    }
+}
+
+int sl_head_train_ensemble(struct sl_head *h, const float *x, const int32_t *y, const float *q, size_t n,
+                           double val_frac, int k, int threads, const struct sl_head_train_params *p,
+                           struct sl_head_train_result *res, sl_train_progress_fn progress, void *user,
+                           struct sl_err *err)
+{
+    if (k < 1 || k > SL_HEAD_MAX_MEMBERS)
+        return sl_err_set(err, SL_EINVAL, "head: %d ensemble members (1 to %d)", k, SL_HEAD_MAX_MEMBERS);
+    struct ens_job j = {.shape = h, .x = x, .q = q, .y = y, .n = n, .val_frac = val_frac, .p = p, .k = k,
+                        .progress = progress, .user = user};
+    struct sl_head_train_result *own = res ? NULL : calloc((size_t)k, sizeof *own);
+    j.members = calloc((size_t)k, sizeof *j.members);
+    j.rc = calloc((size_t)k, sizeof *j.rc);
+    j.errs = calloc((size_t)k, sizeof *j.errs);
+    j.done = calloc((size_t)k, sizeof *j.done);
+    j.total = calloc((size_t)k, sizeof *j.total);
+    j.res = res ? res : own;
+    pthread_t th[SL_HEAD_MAX_MEMBERS];
+    int nth = 0, rc = 0;
+    if (!j.members || !j.rc || !j.errs || !j.done || !j.total || !j.res) {
+        rc = sl_err_set(err, SL_ENOMEM, "head: out of memory");
+        goto out; /* allocation failure */
+    }
+    pthread_mutex_init(&j.mu, NULL);
+    threads = SL_MAX(1, SL_MIN(threads, k));
+    for (; nth < threads - 1; nth++) /* the calling thread is one of them */
+        if (pthread_create(&th[nth], NULL, ens_worker, &j)) break;
+    ens_worker(&j);
+    for (int t = 0; t < nth; t++) pthread_join(th[t], NULL);
+    pthread_mutex_destroy(&j.mu);
+    for (int m = 0; m < k && !rc; m++)
+        if (j.rc[m]) {
+            *err = j.errs[m];
+            rc = j.rc[m];
+        }
+    struct sl_head ens;
+    if (!rc && !(rc = sl_head_ensemble(&ens, j.members, k, err))) {
+        ens.n_ctx = h->n_ctx;
+        ens.source_hash = h->source_hash;
+        free(ens.source_name);
+        ens.source_name = h->source_name; /* h's metadata moves over */
+        h->source_name = NULL;
+        sl_head_free(h);
+        *h = ens;
+    }
+out:
+    for (int m = 0; j.members && m < k; m++) sl_head_free(&j.members[m]);
+    free(j.members);
+    free(j.rc);
+    free(j.errs);
+    free(j.done);
+    free(j.total);
+    free(own);
     return rc;
 }
 
@@ -483,19 +705,23 @@ int sl_head_save(const struct sl_head *h, const char *path, struct sl_err *err)
          sl_gguf_set_str(w, SL_HEAD_ARCH ".source.name", h->source_name ? h->source_name : "") |
          sl_gguf_set_str(w, SL_HEAD_ARCH ".source.hash", hash);
     if (h->n_ctx > 0) rc |= sl_gguf_set_u32(w, SL_HEAD_ARCH ".n_ctx", (uint32_t)h->n_ctx);
+    const int64_t K = SL_MAX(h->n_members, 1);
+    if (K > 1) rc |= sl_gguf_set_u32(w, SL_HEAD_ARCH ".n_members", (uint32_t)K);
     if (rc) {
         rc = sl_err_set(err, SL_ENOMEM, "head: out of memory");
         goto out; /* allocation failure */
     }
-    int64_t ne1[2] = {h->n_in, N}, nb1[1] = {N};
-    if ((rc = sl_gguf_add_tensor(w, "head.w1", SL_TYPE_F32, 2, ne1, h->w1, (size_t)N * h->n_in * 4, err)) ||
-        (rc = sl_gguf_add_tensor(w, "head.b1", SL_TYPE_F32, 1, nb1, h->b1, (size_t)N * 4, err)))
+    /* one member: [E, N] and [N]; K members: [E, N, K] and [N, K] */
+    const int d = K > 1;
+    int64_t ne1[3] = {h->n_in, N, K}, nb1[2] = {N, K};
+    if ((rc = sl_gguf_add_tensor(w, "head.w1", SL_TYPE_F32, 2 + d, ne1, h->w1, (size_t)(K * N * h->n_in) * 4, err)) ||
+        (rc = sl_gguf_add_tensor(w, "head.b1", SL_TYPE_F32, 1 + d, nb1, h->b1, (size_t)(K * N) * 4, err)))
         goto out; /* writer error */
     if (h->n_hidden) {
-        int64_t ne2[2] = {h->n_hidden, h->n_out}, nb2[1] = {h->n_out};
-        if ((rc = sl_gguf_add_tensor(w, "head.w2", SL_TYPE_F32, 2, ne2, h->w2,
-                                     (size_t)h->n_out * h->n_hidden * 4, err)) ||
-            (rc = sl_gguf_add_tensor(w, "head.b2", SL_TYPE_F32, 1, nb2, h->b2, (size_t)h->n_out * 4, err)))
+        int64_t ne2[3] = {h->n_hidden, h->n_out, K}, nb2[2] = {h->n_out, K};
+        if ((rc = sl_gguf_add_tensor(w, "head.w2", SL_TYPE_F32, 2 + d, ne2, h->w2,
+                                     (size_t)(K * h->n_out * h->n_hidden) * 4, err)) ||
+            (rc = sl_gguf_add_tensor(w, "head.b2", SL_TYPE_F32, 1 + d, nb2, h->b2, (size_t)(K * h->n_out) * 4, err)))
             goto out; /* writer error */
     }
     rc = sl_gguf_writer_write(w, path, err);
@@ -504,30 +730,31 @@ out:
     return rc;
 }
 
-/* Copy F32 tensor `name` of exactly (rows, cols) (rows = 0: 1-D) into dst. */
+/* Copy F32 tensor `name` of exactly (rows, cols) per member, k members
+ * (rows = 0: a vector per member), into dst (NULL: only check the shape). */
 static int load_f32(const struct sl_gguf *g, const char *path, const char *name, int64_t cols, int64_t rows,
-                    float *dst, struct sl_err *err)
+                    int64_t k, float *dst, struct sl_err *err)
 {
     const struct sl_gguf_tensor *t = sl_gguf_find_tensor(g, name);
     if (!t) return sl_err_set(err, SL_EFORMAT, "%s: head tensor '%s' is missing", path, name);
-    if (t->type != SL_TYPE_F32 || t->ne[0] != cols || t->ne[1] != (rows ? rows : 1) || t->ne[2] != 1 ||
+    /* a vector's members are its second dimension, a matrix's its third */
+    int64_t want[4] = {cols, rows ? rows : k, rows ? k : 1, 1};
+    if (t->type != SL_TYPE_F32 || t->ne[0] != want[0] || t->ne[1] != want[1] || t->ne[2] != want[2] ||
         t->ne[3] != 1)
-        return sl_err_set(err, SL_EFORMAT, "%s: head tensor '%s' is not F32 [%lld, %lld]", path, name,
-                          (long long)cols, (long long)(rows ? rows : 1));
-    memcpy(dst, t->data, (size_t)cols * (size_t)(rows ? rows : 1) * sizeof(float));
+        return sl_err_set(err, SL_EFORMAT, "%s: head tensor '%s' is not F32 [%lld, %lld, %lld]", path, name,
+                          (long long)want[0], (long long)want[1], (long long)want[2]);
+    if (dst) memcpy(dst, t->data, (size_t)(want[0] * want[1] * want[2]) * sizeof(float));
     return 0;
 }
 
-int sl_head_load(struct sl_head *h, const char *path, struct sl_err *err)
+int sl_head_load_gguf(struct sl_head *h, const struct sl_gguf *g, const char *path, struct sl_err *err)
 {
-    struct sl_gguf *g = NULL;
     struct sl_str *labels = NULL, s;
     char **lab = NULL;
     uint64_t nl = 0;
     uint32_t n_in, n_hidden, n_out;
     int rc;
     memset(h, 0, sizeof *h);
-    if ((rc = sl_gguf_open(&g, path, err))) return rc;
     if (sl_gguf_get_str(g, "general.architecture", &s, NULL) || !sl_str_eq(s, SL_HEAD_ARCH)) {
         rc = sl_err_set(err, SL_EFORMAT, "%s: not a classification head (general.architecture != \"%s\")",
                         path, SL_HEAD_ARCH);
@@ -555,14 +782,24 @@ int sl_head_load(struct sl_head *h, const char *path, struct sl_err *err)
             rc = sl_err_set(err, SL_ENOMEM, "head: out of memory");
             goto out; /* allocation failure */
         }
-    if ((rc = sl_head_init(h, (int32_t)n_in, (int32_t)n_hidden, (const char *const *)lab, (int32_t)n_out, err)))
-        goto out; /* bad sizes or OOM */
+    uint32_t k = 1;
+    if (sl_gguf_get_u32(g, SL_HEAD_ARCH ".n_members", &k, NULL) == 0 && (k < 1 || k > SL_HEAD_MAX_MEMBERS)) {
+        rc = sl_err_set(err, SL_EFORMAT, "%s: %u ensemble members (1 to %d)", path, k, SL_HEAD_MAX_MEMBERS);
+        goto out; /* out of range */
+    }
     int N = n_hidden ? (int)n_hidden : (int)n_out;
-    if ((rc = load_f32(g, path, "head.w1", n_in, N, h->w1, err)) ||
-        (rc = load_f32(g, path, "head.b1", N, 0, h->b1, err)))
+    /* the shapes first, so that what is allocated is what the file holds */
+    if ((rc = load_f32(g, path, "head.w1", n_in, N, k, NULL, err)) ||
+        (n_hidden && (rc = load_f32(g, path, "head.w2", n_hidden, n_out, k, NULL, err))))
         goto out; /* bad tensor */
-    if (n_hidden && ((rc = load_f32(g, path, "head.w2", n_hidden, n_out, h->w2, err)) ||
-                     (rc = load_f32(g, path, "head.b2", n_out, 0, h->b2, err))))
+    if ((rc = head_alloc(h, (int32_t)n_in, (int32_t)n_hidden, (const char *const *)lab, (int32_t)n_out,
+                         (int32_t)k, err)))
+        goto out; /* bad sizes or OOM */
+    if ((rc = load_f32(g, path, "head.w1", n_in, N, k, h->w1, err)) ||
+        (rc = load_f32(g, path, "head.b1", N, 0, k, h->b1, err)))
+        goto out; /* bad tensor */
+    if (n_hidden && ((rc = load_f32(g, path, "head.w2", n_hidden, n_out, k, h->w2, err)) ||
+                     (rc = load_f32(g, path, "head.b2", n_out, 0, k, h->b2, err))))
         goto out; /* bad tensor */
     if (sl_gguf_get_str(g, SL_HEAD_ARCH ".source.name", &s, NULL) == 0) h->source_name = strndup(s.ptr, s.len);
     uint32_t hn_ctx = 0;
@@ -580,6 +817,16 @@ out:
         for (uint64_t i = 0; i < nl; i++) free(lab[i]);
     free(lab);
     free(labels);
+    return rc;
+}
+
+int sl_head_load(struct sl_head *h, const char *path, struct sl_err *err)
+{
+    struct sl_gguf *g = NULL;
+    int rc;
+    memset(h, 0, sizeof *h);
+    if ((rc = sl_gguf_open(&g, path, err))) return rc;
+    rc = sl_head_load_gguf(h, g, path, err);
     sl_gguf_free(g);
     return rc;
 }

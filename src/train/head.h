@@ -20,6 +20,11 @@
  *   sluice-head.source.name string: the model's general.name
  *   sluice-head.source.hash string: 16 hex digits of sl_head_model_hash
  *   tensors head.w1 (E -> rows), head.b1, and for an MLP head.w2, head.b2
+ *   sluice-head.n_members   u32, only when > 1: an ensemble of that many
+ *                           heads of one shape; every tensor then has a last
+ *                           dimension n_members (member m's weights follow
+ *                           member m - 1's), and the head's probabilities are
+ *                           the mean of the members' softmax outputs
  *
  * Embedding cache: <dir>/emb-<model hash>-<data hash>.bin, raw floats
  * (n, E) after a 32-byte header; computed once per (model, texts).
@@ -50,19 +55,32 @@ struct sl_head {
     char *source_name;
     uint64_t source_hash;
     int32_t n_ctx;    /* tokens embedded per text when trained; 0 = not recorded */
+    int32_t n_members; /* >= 1; w1, b1, w2, b2 hold that many members back to back */
 };
 
-/* Allocate a head with zeroed weights and copies of the labels. */
+/* Allocate a head (one member) with zeroed weights and copies of the labels. */
 int sl_head_init(struct sl_head *h, int32_t n_in, int32_t n_hidden, const char *const *labels,
                  int32_t n_out, struct sl_err *err);
 void sl_head_free(struct sl_head *h);
 
-/* probs (C) = softmax(head(x)) for one embedding x (E). Thread-safe. */
+/* An ensemble out of k heads of one shape and labels (each one member; the
+ * metadata comes from members[0]). Out must be freed; members are not
+ * changed. */
+int sl_head_ensemble(struct sl_head *out, const struct sl_head *members, int k, struct sl_err *err);
+
+/* Most members of an ensemble (sl_head_load refuses more). */
+#define SL_HEAD_MAX_MEMBERS 64
+
+/* probs (C) = softmax(head(x)) for one embedding x (E), averaged over the
+ * members of an ensemble. Thread-safe. */
 void sl_head_classify(const struct sl_head *h, const float *x, float *probs);
 
 int sl_head_save(const struct sl_head *h, const char *path, struct sl_err *err);
 /* Load a head GGUF (checks architecture, shapes, labels). Caller frees. */
 int sl_head_load(struct sl_head *h, const char *path, struct sl_err *err);
+/* The same from a parsed GGUF (path names it in messages); h owns copies. */
+struct sl_gguf;
+int sl_head_load_gguf(struct sl_head *h, const struct sl_gguf *g, const char *path, struct sl_err *err);
 
 /* ---- embeddings ---- */
 
@@ -99,9 +117,10 @@ struct sl_head_train_result {
     int32_t epochs_run, best_epoch;
     double train_loss, val_loss, val_acc; /* at the best epoch */
     double seconds;
+    size_t n_train, n_val; /* examples trained on and held out */
 };
 
-/* Train h (already initialised: sizes, labels) on x (n, E) with labels y
+/* Train h (already initialised: sizes, labels; one member) on x (n, E) with labels y
  * (n), using train_idx for updates and val_idx (may be empty: then the
  * training loss decides) for early stopping. h ends at the best epoch. */
 int sl_head_train(struct sl_head *h, const float *x, const int32_t *y, const int32_t *train_idx,
@@ -119,6 +138,18 @@ int sl_head_train_soft(struct sl_head *h, const float *x, const int32_t *y, cons
                        const int32_t *train_idx, size_t n_train, const int32_t *val_idx, size_t n_val,
                        const struct sl_head_train_params *p, struct sl_head_train_result *res,
                        sl_train_progress_fn progress, void *user, struct sl_err *err);
+
+/* Train k members on x (n, E) with labels y (and soft targets q, or NULL)
+ * and make h (initialised, one member: sizes, labels, metadata) their
+ * ensemble. Member m holds out its own val_frac of the examples (split by
+ * seed p->seed + m) and starts from that seed; up to `threads` members train
+ * at once. k = 1 is exactly sl_head_train_soft on the seed's split. res (k
+ * entries, or NULL) gets every member's result. progress (may be NULL) sees
+ * the members' steps summed, from one thread at a time. */
+int sl_head_train_ensemble(struct sl_head *h, const float *x, const int32_t *y, const float *q, size_t n,
+                           double val_frac, int k, int threads, const struct sl_head_train_params *p,
+                           struct sl_head_train_result *res, sl_train_progress_fn progress, void *user,
+                           struct sl_err *err);
 
 /* Mean loss of h over B examples x (B, E) against q (B, C) (or y when q is
  * NULL), and its gradient into g (a head of h's shape, overwritten). For

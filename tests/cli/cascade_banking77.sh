@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The cascade story (scripts/cascade-story.sh) on Banking77, 77 intents:
-# a small tier (MLP head on stories260K) and a large one (stories260K trained
-# further on the questions, + a head) behind a second `sluice serve`; the
+# a small tier (an ensemble of 5 MLP heads on stories260K) and a large one
+# (stories260K trained further on the questions, + 5 heads) behind a second
+# `sluice serve`; the
 # threshold calibrated on a calibration split; small-only, large-only and the
 # hybrid measured on Banking77's test split (3,080 questions). Asserts the
 # goals of issue 8: the hybrid within 1 point of the large tier's accuracy at
@@ -74,17 +75,16 @@ put('train.jsonl', train); put('calibration.jsonl', cal); put('test.jsonl', test
 console.log(`banking77: train ${train.length}, calibration ${cal.length}, test ${test.length}, ${seen.size} intents`);
 JS
 
-# Measured (docs/quickstart.md, "Banking77"): with these two tiers the
-# requests the small one keeps are wrong-where-large-is-right 10% of the
-# time at 70% coverage, so the guarantee needs a 12-point target to keep
-# ~70% local, while the measured gap there is under 1 point. Escalated
-# questions are the longer ones (cost is per token), so 28% escalated costs
-# ~35% of the large tier: issue 8's 30% is not reachable with these models
-# (even the best threshold chosen on the test split itself gets 0.91 points
-# at 30.4%). The test asserts what holds: within 1 point at <= 40% of the
-# cost, small >= 20x cheaper, and prints where the 30% goal stands.
-OPTS=(--lm-seq 64 --lm-steps 150 --large-hidden 256 --target-gap 12 --goal-cost 0.40)
-[ $SMOKE = 1 ] && OPTS=(--lm-seq 64 --lm-steps 20 --large-hidden 64 --head-epochs 5 --target-gap 30)
+# Both tiers' heads are ensembles of 5 (sluice train head --ensemble 5):
+# one head's accuracy depends on its seed by 2-4 points here, and the
+# ensemble's mean probability is a better-ranked confidence, so the
+# cascade keeps more requests local at the same quality (docs/quickstart.md,
+# "Banking77"; with single heads the hybrid cost 35% of large's). The
+# calibration target stays 12 points: the guarantee bounds the share of
+# kept requests that small gets wrong and large right, which is ~10% at
+# 80% coverage, while the measured gap on test is under 1 point.
+OPTS=(--lm-seq 64 --lm-steps 150 --large-hidden 256 --ensemble 5 --target-gap 12)
+[ $SMOKE = 1 ] && OPTS=(--lm-seq 64 --lm-steps 20 --large-hidden 64 --head-epochs 5 --ensemble 2 --target-gap 30)
 t0=$(date +%s)
 bash "$ROOT/scripts/cascade-story.sh" --data "$W/data" --task intent --sluice "$S" \
     --base "$A/models/stories260K" --work "$W/run" "${OPTS[@]}" > "$W/story.log" 2>&1
@@ -108,11 +108,6 @@ if (bad.length) { console.log(bad.join("\n")); process.exit(1); }' "$W/run/summa
         fail "goals in $W/run/summary.json"
 fi
 R=$W/run
-node -e '
-const s = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
-const pct = (100 * s.cost_share).toFixed(1);
-console.log(`issue 8 cost goal (<= 30% of large): ${pct}% -> ${s.cost_share <= 0.30 ? "met" : "NOT met with these models"}`);
-' "$R/summary.json" 2>/dev/null
 # (77 labels: the report leaves the confusion chart out)
 for id in chart-frontier chart-reliability chart-latency targets; do
     grep -q "id=\"$id\"" "$R/report.html" 2>/dev/null && pass || fail "report.html has no #$id"

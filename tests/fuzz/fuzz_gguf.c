@@ -4,7 +4,8 @@
  * The input is a GGUF file. It is parsed; when it parses, every metadata
  * getter and every tensor view is exercised, and the model loader binds it
  * (which validates architecture, shapes and types) and, if that succeeds,
- * runs one token through the forward pass.
+ * runs one token through the forward pass; the classification-head loader
+ * (train/head.h) reads it too and, if it loads, classifies one vector.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "engine/forward.h"
 #include "engine/gguf.h"
 #include "engine/model.h"
+#include "train/head.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -53,6 +55,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (uint64_t i = 0; i < g->n_tensors; i++)
             if (g->tensors[i].size) sink += ((const uint8_t *)g->tensors[i].data)[g->tensors[i].size - 1];
         (void)sink;
+        struct sl_head h;
+        if (sl_head_load_gguf(&h, g, "fuzz", &err) == 0) {
+            float x[256] = {0}, *p = malloc((size_t)h.n_out * sizeof *p);
+            if (p && h.n_in <= 256 && (size_t)h.n_hidden * (size_t)h.n_members <= 4096) sl_head_classify(&h, x, p);
+            free(p);
+            sl_head_free(&h);
+        }
         struct sl_model *m = NULL;
         if (sl_model_load_gguf(&m, g, true, &err) == 0) {
             /* small models only: the fuzzer should not spend its time in matmuls */

@@ -95,6 +95,69 @@ static void head_gguf_round_trips(void)
     T_EQ_INT(sl_head_load(&h2, "/nonexistent.gguf", &err), SL_EIO);
 }
 
+/* An ensemble of k heads: member m is the head sl_head_train_soft makes on
+ * the split and init of seed + m (so k = 1 is the single head), the
+ * probabilities are the members' mean, the file round-trips with
+ * n_members, and training or mixing shapes is refused. */
+static void head_ensemble_averages_its_members(void)
+{
+    static float x[N_ * E_];
+    static int32_t y[N_];
+    struct sl_err err = {0};
+    struct sl_head_train_params p = sl_head_train_default_params();
+    make_clusters(x, y, 5);
+    p.n_hidden = 8;
+    p.epochs = 10;
+    p.seed = 7;
+    enum { K = 3 };
+    struct sl_head ens, single[K], back;
+    struct sl_head_train_result res[K];
+    for (int hidden = 0; hidden <= 8; hidden += 8) {
+        p.n_hidden = hidden;
+        T_OK(sl_head_init(&ens, E_, hidden, labels, C_, &err), &err);
+        ens.source_name = strdup("tiny");
+        ens.n_ctx = 64;
+        /* two threads for three members: the order of training must not matter */
+        T_OK(sl_head_train_ensemble(&ens, x, y, NULL, N_, 0.2, K, 2, &p, res, NULL, NULL, &err), &err);
+        T_EQ_INT(ens.n_members, K);
+        T_EQ_STR(ens.source_name, "tiny");
+        T_EQ_INT(ens.n_ctx, 64);
+        for (int m = 0; m < K; m++) {
+            struct sl_head_train_params pm = p;
+            pm.seed = p.seed + (uint64_t)m;
+            T_OK(sl_head_init(&single[m], E_, hidden, labels, C_, &err), &err);
+            T_OK(sl_head_train_ensemble(&single[m], x, y, NULL, N_, 0.2, 1, 1, &pm, NULL, NULL, NULL, &err), &err);
+            T_EQ_INT(single[m].n_members, 1);
+            T_EQ_INT((int)res[m].n_val, 80);
+        }
+        const char *path = t_tmp_path("train_head_ens.gguf");
+        T_OK(sl_head_save(&ens, path, &err), &err);
+        T_OK(sl_head_load(&back, path, &err), &err);
+        T_EQ_INT(back.n_members, K);
+        for (int n = 0; n < 20; n++) {
+            float pe[C_], pb[C_], pm[C_], mean[C_] = {0};
+            sl_head_classify(&ens, x + n * E_, pe);
+            sl_head_classify(&back, x + n * E_, pb);
+            T_TRUE(memcmp(pe, pb, sizeof pe) == 0);
+            for (int m = 0; m < K; m++) {
+                sl_head_classify(&single[m], x + n * E_, pm);
+                for (int c = 0; c < C_; c++) mean[c] += pm[c] / K;
+            }
+            for (int c = 0; c < C_; c++) T_NEAR(pe[c], mean[c], 1e-6);
+        }
+        /* an ensemble is not trained as a whole, nor mixed with another shape */
+        struct sl_head_train_result r1;
+        int32_t idx[4] = {0, 1, 2, 3};
+        T_EQ_INT(sl_head_train(&back, x, y, idx, 4, NULL, 0, &p, &r1, NULL, NULL, &err), SL_EINVAL);
+        struct sl_head two[2] = {single[0], back}, bad;
+        T_EQ_INT(sl_head_ensemble(&bad, two, 2, &err), SL_EINVAL);
+        T_EQ_INT(sl_head_train_ensemble(&single[0], x, y, NULL, N_, 0.2, 0, 1, &p, NULL, NULL, NULL, &err), SL_EINVAL);
+        sl_head_free(&ens);
+        sl_head_free(&back);
+        for (int m = 0; m < K; m++) sl_head_free(&single[m]);
+    }
+}
+
 static void head_embeds_texts_once_and_caches_them(void)
 {
     char model[512], dir[512];
@@ -196,6 +259,7 @@ int main(void)
 {
     T_RUN(head_learns_separable_clusters);
     T_RUN(head_gguf_round_trips);
+    T_RUN(head_ensemble_averages_its_members);
     T_RUN(head_embeds_texts_once_and_caches_them);
     T_RUN(head_on_banking77_embeddings_beats_chance);
     return t_done();

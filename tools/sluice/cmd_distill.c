@@ -363,6 +363,7 @@ static const char *distill_usage =
     "  --soft                train on the teacher's probabilities (soft labels)\n"
     "  --hidden N            MLP hidden width (default 0: linear)\n"
     "  --epochs N  --lr X  --batch N  --patience N  --val-frac X  --seed N\n"
+    "  --ensemble K          the student is an ensemble of K heads (see sluice train head)\n"
     "  --text-field NAME     text field of the pool\n"
     "  --cache-dir DIR       embedding cache (default: none)\n"
     "  -c, --ctx-size N      tokens embedded per text (default 256)\n"
@@ -382,7 +383,7 @@ int cmd_distill(int argc, char **argv)
     const char *pos[1], *task_name = NULL, *teacher_model = NULL, *teacher_head = NULL, *teacher = NULL;
     const char *pool = NULL, *route = NULL, *student = NULL, *out = NULL, *eval = NULL, *tf = NULL, *cache = NULL;
     bool from_log = false, soft = false;
-    long long hidden = 0, epochs = 50, batch = 32, patience = 5, seed = 1, threads = 0, n_ctx = 256, since = 0;
+    long long hidden = 0, epochs = 50, batch = 32, patience = 5, seed = 1, threads = 0, n_ctx = 256, since = 0, members = 1;
     long long conc = 4;
     double lr = 3e-3, val_frac = 0.1;
     int n_pos = 0;
@@ -407,6 +408,7 @@ int cmd_distill(int argc, char **argv)
         {NULL, "--patience", CLI_INT, &patience, 0, 1e6},
         {NULL, "--val-frac", CLI_FLOAT, &val_frac, 0, 0.9},
         {NULL, "--seed", CLI_INT, &seed, 0, 9e18},
+        {NULL, "--ensemble", CLI_INT, &members, 1, SL_HEAD_MAX_MEMBERS},
         {NULL, "--text-field", CLI_STR, &tf, 0, 0},
         {NULL, "--cache-dir", CLI_STR, &cache, 0, 0},
         {"-c", "--ctx-size", CLI_INT, &n_ctx, 8, 4096},
@@ -432,8 +434,7 @@ int cmd_distill(int argc, char **argv)
     struct sl_ctx *ectx = NULL;
     struct sl_head h = {0};
     float *q = NULL, *x = NULL;
-    int32_t *tr = NULL, *va = NULL, *ev_teacher = NULL, *ev_before = NULL, *ev_after = NULL;
-    size_t ntr = 0, nva = 0;
+    int32_t *ev_teacher = NULL, *ev_before = NULL, *ev_after = NULL;
     const char *hint = NULL;
     int ret = CLI_EXIT_ERR;
     bool cfg_ok = false;
@@ -520,7 +521,6 @@ int cmd_distill(int argc, char **argv)
     if (sl_ctx_init(&ectx, sm, &cp, &err)) goto fail;
     if (cache) mkdir(cache, 0755);
     if (sl_embed_texts(ectx, in.v, in.n, cache, &x, on_train_progress, NULL, &err)) goto fail;
-    if (sl_split(in.n, val_frac, (uint64_t)seed, &tr, &ntr, &va, &nva, &err)) goto fail;
     if (sl_head_init(&h, sm->hp.n_embd, (int32_t)hidden, (const char *const *)task->labels, (int32_t)L, &err))
         goto fail;
     h.source_name = strdup(sm->name ? sm->name : "");
@@ -534,15 +534,16 @@ int cmd_distill(int argc, char **argv)
     p.min_lr = (float)lr / 10;
     p.patience = (int)patience;
     p.seed = (uint64_t)seed;
-    struct sl_head_train_result res;
-    if (sl_head_train_soft(&h, x, in.label, soft ? q : NULL, tr, ntr, va, nva, &p, &res, on_train_progress, NULL,
-                           &err))
+    struct sl_head_train_result res[SL_HEAD_MAX_MEMBERS];
+    if (sl_head_train_ensemble(&h, x, in.label, soft ? q : NULL, in.n, val_frac, (int)members, cp.n_threads, &p,
+                               res, on_train_progress, NULL, &err))
         goto fail;
     if (sl_head_save(&h, out, &err)) goto fail;
-    fprintf(stderr, "student: %s head on %s (%d-wide), %zu examples (%s labels), best epoch %d of %d, "
-                    "validation agreement with the teacher %.4f, %.2fs\n",
-            hidden ? "MLP" : "linear", student, sm->hp.n_embd, ntr, soft ? "soft" : "hard", res.best_epoch,
-            res.epochs_run, res.val_acc, res.seconds);
+    for (long long k = 0; k < members; k++)
+        fprintf(stderr, "student%s: %s head on %s (%d-wide), %zu examples (%s labels), best epoch %d of %d, "
+                        "validation agreement with the teacher %.4f, %.2fs\n",
+                members > 1 ? " member" : "", hidden ? "MLP" : "linear", student, sm->hp.n_embd, res[k].n_train,
+                soft ? "soft" : "hard", res[k].best_epoch, res[k].epochs_run, res[k].val_acc, res[k].seconds);
     printf("wrote %s\n", out);
     sl_ctx_free(ectx);
     ectx = NULL;
@@ -601,8 +602,6 @@ fail:
     sl_examples_free(&ev);
     free(q);
     free(x);
-    free(tr);
-    free(va);
     free(ev_teacher);
     free(ev_before);
     free(ev_after);

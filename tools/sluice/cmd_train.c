@@ -66,6 +66,9 @@ static const char *head_usage =
     "  --lr X                peak learning rate (3e-3) --wd X          weight decay (1e-4)\n"
     "  --val-frac X          validation share (0.1)    --patience N    epochs (5; 0 = off)\n"
     "  --seed N              (default 1)               --cache-dir DIR (default: none)\n"
+    "  --ensemble K          train K heads (seeds N..N+K-1, each with its own validation\n"
+    "                        split) and save them as one head that averages their\n"
+    "                        probabilities: steadier accuracy and confidence (default 1)\n"
     "  --test FILE           report accuracy on a labelled test file\n"
     "  -c, --ctx-size N      tokens embedded per text (default 256)\n"
     "  -t, --threads N       threads (default: all CPUs)\n";
@@ -85,7 +88,7 @@ static int make_embed_ctx(const struct sl_model *m, long long n_ctx, long long t
 static int cmd_train_head(int argc, char **argv)
 {
     const char *model = NULL, *data = NULL, *out = NULL, *tf = NULL, *lf = NULL, *cache = NULL, *test = NULL;
-    long long hidden = 0, epochs = 50, batch = 32, patience = 5, seed = 1, threads = 0, n_ctx = 256;
+    long long hidden = 0, epochs = 50, batch = 32, patience = 5, seed = 1, threads = 0, n_ctx = 256, members = 1;
     double lr = 3e-3, wd = 1e-4, val_frac = 0.1;
     const struct cli_opt opts[] = {
         {"-m", "--model", CLI_STR, &model, 0, 0},      {NULL, "--data", CLI_STR, &data, 0, 0},
@@ -96,7 +99,7 @@ static int cmd_train_head(int argc, char **argv)
         {NULL, "--val-frac", CLI_FLOAT, &val_frac, 0, 0.9}, {NULL, "--patience", CLI_INT, &patience, 0, 1e6},
         {NULL, "--seed", CLI_INT, &seed, 0, 9e18},     {NULL, "--cache-dir", CLI_STR, &cache, 0, 0},
         {NULL, "--test", CLI_STR, &test, 0, 0},        {"-c", "--ctx-size", CLI_INT, &n_ctx, 8, 4096},
-        {"-t", "--threads", CLI_INT, &threads, 0, 1024},
+        {"-t", "--threads", CLI_INT, &threads, 0, 1024}, {NULL, "--ensemble", CLI_INT, &members, 1, SL_HEAD_MAX_MEMBERS},
     };
     int rc = cli_parse("train head", head_usage, argc, argv, opts, sizeof opts / sizeof *opts, NULL, 0, NULL);
     if (rc) return rc < 0 ? 0 : rc;
@@ -108,8 +111,7 @@ static int cmd_train_head(int argc, char **argv)
     struct sl_examples ex = {0}, tx = {0};
     struct sl_head h = {0};
     float *x = NULL, *tx_x = NULL;
-    int32_t *tr = NULL, *va = NULL;
-    size_t ntr, nva;
+    struct sl_head_train_result *res = NULL;
     int ret = CLI_EXIT_ERR;
 
     if (sl_examples_read(&ex, data, tf, lf, NULL, 0, &err)) goto fail;
@@ -122,7 +124,6 @@ static int cmd_train_head(int argc, char **argv)
             m->name ? m->name : model, m->hp.n_embd);
     if (cache) mkdir(cache, 0755);
     if (sl_embed_texts(ctx, ex.text, ex.n, cache, &x, on_progress, "texts", &err)) goto fail;
-    if (sl_split(ex.n, val_frac, (uint64_t)seed, &tr, &ntr, &va, &nva, &err)) goto fail;
     if (sl_head_init(&h, m->hp.n_embd, (int32_t)hidden, (const char *const *)ex.labels, (int32_t)ex.n_labels,
                      &err))
         goto fail;
@@ -138,12 +139,21 @@ static int cmd_train_head(int argc, char **argv)
     p.weight_decay = (float)wd;
     p.patience = (int)patience;
     p.seed = (uint64_t)seed;
-    struct sl_head_train_result res;
-    if (sl_head_train(&h, x, ex.label, tr, ntr, va, nva, &p, &res, on_progress, "ex", &err)) goto fail;
-    fprintf(stderr, "best epoch %d of %d: train loss %.4f, validation loss %.4f, accuracy %.4f (%zu held out), %.2fs\n",
-            res.best_epoch, res.epochs_run, res.train_loss, res.val_loss, res.val_acc, nva, res.seconds);
+    if (!(res = calloc((size_t)members, sizeof *res))) {
+        sl_err_set(&err, SL_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (sl_head_train_ensemble(&h, x, ex.label, NULL, ex.n, val_frac, (int)members, ctx->params.n_threads, &p,
+                               res, on_progress, "ex", &err))
+        goto fail;
+    for (long long k = 0; k < members; k++)
+        fprintf(stderr, "%sbest epoch %d of %d: train loss %.4f, validation loss %.4f, accuracy %.4f (%zu held out), %.2fs\n",
+                members > 1 ? (k ? "          " : "members:  ") : "", res[k].best_epoch, res[k].epochs_run,
+                res[k].train_loss, res[k].val_loss, res[k].val_acc, res[k].n_val,
+                res[k].seconds);
     if (sl_head_save(&h, out, &err)) goto fail;
-    fprintf(stderr, "wrote %s (%s head, %d labels)\n", out, hidden ? "MLP" : "linear", h.n_out);
+    fprintf(stderr, "wrote %s (%s head, %d labels", out, hidden ? "MLP" : "linear", h.n_out);
+    fprintf(stderr, members > 1 ? ", ensemble of %lld)\n" : ")\n", members);
     if (test) {
         if (sl_examples_read(&tx, test, tf, lf, (const char *const *)ex.labels, ex.n_labels, &err)) goto fail;
         if (sl_embed_texts(ctx, tx.text, tx.n, cache, &tx_x, on_progress, "texts", &err)) goto fail;
@@ -157,8 +167,7 @@ fail:
     sl_head_free(&h);
     free(x);
     free(tx_x);
-    free(tr);
-    free(va);
+    free(res);
     sl_examples_free(&ex);
     sl_examples_free(&tx);
     sl_ctx_free(ctx);
