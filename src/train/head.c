@@ -887,6 +887,69 @@ int sl_embed_text(struct sl_ctx *ctx, const char *text, float *out, struct sl_er
 
 #define EMB_MAGIC "SLEMB001"
 
+/* sl_embed_text for n texts into x (n, E), several texts per sl_decode: one
+ * sequence each, as many as fit in n_batch tokens (and SL_KV_MAX_SEQ), so
+ * that a short text does not pay a whole forward pass's fixed costs. Each
+ * text's tokens attend only to its own sequence: the same vectors as one
+ * text at a time, up to float summation order. */
+static int embed_packed(struct sl_ctx *ctx, char *const *texts, size_t n, float *x,
+                        sl_train_progress_fn progress, void *user, struct sl_err *err)
+{
+    const struct sl_model *m = ctx->model;
+    const size_t E = (size_t)m->hp.n_embd;
+    const int cap = SL_MIN(SL_HEAD_MAX_TOKENS, ctx->params.n_batch);
+    struct sl_batch b = {0};
+    int32_t *toks = NULL;
+    size_t nt = 0, i = 0, done = 0;
+    int k = 0, rc = 0, cnt[SL_KV_MAX_SEQ];
+    bool pending = false; /* toks holds text i, not yet in the batch */
+    double t0 = now_s();
+    if (!m->vocab) return sl_err_set(err, SL_EINVAL, "embed: the model has no tokenizer");
+    if (!ctx->params.embeddings) return sl_err_set(err, SL_EINVAL, "embed: context without embeddings");
+    if ((rc = sl_batch_init(&b, ctx->params.n_batch))) return sl_err_set(err, rc, "embed: out of memory");
+    sl_kv_seq_rm(&ctx->kv, -1, 0, -1);
+    while (done < n) {
+        if (i < n && !pending) {
+            free(toks);
+            toks = NULL;
+            if ((rc = sl_tokenize(m->vocab, texts[i], strlen(texts[i]), true, false, &toks, &nt, err))) break;
+            nt = SL_MIN(nt, (size_t)cap);
+            pending = true;
+        }
+        if (pending && (k == 0 || (b.n_tokens + (int)nt <= ctx->params.n_batch && k < SL_KV_MAX_SEQ))) {
+            for (int t = 0; t < (int)nt; t++) sl_batch_add(&b, toks[t], t, k, true);
+            cnt[k++] = (int)nt;
+            i++;
+            pending = false;
+            if (i < n) continue;
+        }
+        /* the batch is full, or every text is in: run it and pool each sequence */
+        if (b.n_tokens > 0 && (rc = sl_decode(ctx, &b, err))) break;
+        for (int s = 0, off = 0; s < k; off += cnt[s++]) {
+            float *o = x + (done + (size_t)s) * E;
+            for (size_t e = 0; e < E; e++) { /* mean over tokens, summed in double; no token: zeros */
+                double sum = 0;
+                for (int t = 0; t < cnt[s]; t++) sum += sl_ctx_embd(ctx, off + t)[e];
+                o[e] = cnt[s] ? (float)(sum / cnt[s]) : 0.0f;
+            }
+        }
+        sl_kv_seq_rm(&ctx->kv, -1, 0, -1);
+        sl_batch_clear(&b);
+        done += (size_t)k;
+        k = 0;
+        if (progress) {
+            double el = now_s() - t0;
+            struct sl_train_progress pr = {"embed", (int64_t)done, (int64_t)n, NAN, NAN, NAN,
+                                           el > 0 ? (double)done / el : 0, 0};
+            progress(user, &pr);
+        }
+    }
+    sl_kv_seq_rm(&ctx->kv, -1, 0, -1);
+    free(toks);
+    sl_batch_free(&b);
+    return rc;
+}
+
 int sl_embed_texts(struct sl_ctx *ctx, char *const *texts, size_t n, const char *cache_dir,
                    float **out, sl_train_progress_fn progress, void *user, struct sl_err *err)
 {
@@ -921,16 +984,7 @@ int sl_embed_texts(struct sl_ctx *ctx, char *const *texts, size_t n, const char 
         }
     }
 
-    double t0 = now_s();
-    for (size_t i = 0; i < n; i++) {
-        if ((rc = sl_embed_text(ctx, texts[i], x + i * E, err))) goto fail; /* decode error */
-        if (progress) {
-            double el = now_s() - t0;
-            struct sl_train_progress pr = {"embed", (int64_t)i + 1, (int64_t)n, NAN, NAN, NAN,
-                                           el > 0 ? (double)(i + 1) / el : 0, 0};
-            progress(user, &pr);
-        }
-    }
+    if ((rc = embed_packed(ctx, texts, n, x, progress, user, err))) goto fail; /* decode error */
     if (cache_dir) { /* best effort: a failed cache write is not an error */
         char tmp[4200];
         snprintf(tmp, sizeof tmp, "%s.tmp", path);

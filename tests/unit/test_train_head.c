@@ -2,6 +2,7 @@
  * test_train_head.c - classification heads: training on separable data,
  * the GGUF round trip, and embeddings with their cache (train layer).
  */
+#include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -194,6 +195,30 @@ static void head_embeds_texts_once_and_caches_them(void)
     T_TRUE(memcmp(a, a + 64, 64 * sizeof(float)) != 0);
     free(a);
     free(b);
+    /* many texts are packed several to a decode (up to n_batch tokens): an
+     * empty one, one longer than the batch (cut like a single text), and
+     * enough to need several batches; each is the vector it gets alone */
+    enum { NT = 41 };
+    char *many[NT], longer[2048] = "";
+    for (int i = 0; i < 300; i++) strcat(longer, i % 2 ? "card " : "refund ");
+    for (int i = 0; i < NT; i++) {
+        many[i] = malloc(64);
+        snprintf(many[i], 64, "%s request number %d of the day", i % 3 ? "transfer" : "balance", i);
+    }
+    free(many[7]);
+    many[7] = strdup("");
+    free(many[20]);
+    many[20] = strdup(longer);
+    T_OK(sl_embed_texts(ctx, many, NT, NULL, &a, NULL, NULL, &err), &err);
+    for (int i = 0; a && i < NT; i++) {
+        T_OK(sl_embed_text(ctx, many[i], one, &err), &err);
+        float worst = 0;
+        for (int e = 0; e < 64; e++) worst = fmaxf(worst, fabsf(one[e] - a[i * 64 + e]));
+        if (worst > 1e-5f) fprintf(stderr, "      text %d differs by %g\n", i, worst);
+        T_TRUE(worst <= 1e-5f);
+    }
+    for (int i = 0; i < NT; i++) free(many[i]);
+    free(a);
     sl_ctx_free(ctx);
     sl_model_free(m);
 }
