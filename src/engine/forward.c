@@ -120,6 +120,14 @@ int sl_ctx_init(struct sl_ctx **out, const struct sl_model *m, const struct sl_c
                           c->params.kv_type, err)))
         goto fail; /* KV allocation failure */
 
+    /* Scratch for a batch of T entries, most of the memory a context adds
+     * to the model and the KV cache ("Peak memory" in docs/performance.md):
+     * the fused-projection buffers only for a model that has them (phi3) */
+    bool fused_qkv = false, fused_ffn = false;
+    for (int il = 0; il < hp->n_layer; il++) {
+        fused_qkv |= m->layers[il].wqkv.data != NULL;
+        fused_ffn |= m->layers[il].gate_up.data != NULL;
+    }
     size_t nth = (size_t)c->params.n_threads;
     c->x = malloc(T * E * sizeof(float));
     c->xb = malloc(T * SL_MAX(E, no) * sizeof(float));
@@ -127,17 +135,17 @@ int sl_ctx_init(struct sl_ctx **out, const struct sl_model *m, const struct sl_c
     c->q = malloc(T * nq * sizeof(float));
     c->k = malloc(T * nk * sizeof(float));
     c->v = malloc(T * nv * sizeof(float));
-    c->qkv = malloc(T * (nq + nk + nv) * sizeof(float));
-    c->att_out = malloc(T * no * sizeof(float));
-    c->hb = malloc(T * 2 * F * sizeof(float));
+    c->qkv = fused_qkv ? malloc(T * (nq + nk + nv) * sizeof(float)) : NULL;
+    c->att_out = c->xb; /* xb is free from the q/k/v projections to the output projection */
+    c->hb = malloc(T * (fused_ffn ? 2 : 1) * F * sizeof(float));
     c->hb2 = malloc(T * F * sizeof(float));
     const size_t G = (size_t)(hp->n_head / hp->n_head_kv); /* query heads per KV head */
     c->scores = malloc(nth * G * C * sizeof(float));
     c->acc = malloc(nth * G * (size_t)hp->head_dim_v * sizeof(float));
     c->cells = malloc(T * sizeof(int32_t));
     c->qbuf = malloc(T * max_qbuf(m));
-    if (!c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || !c->qkv || !c->att_out || !c->hb ||
-        !c->hb2 || !c->scores || !c->acc || !c->cells || !c->qbuf) {
+    if (!c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || (fused_qkv && !c->qkv) || !c->hb || !c->hb2 ||
+        !c->scores || !c->acc || !c->cells || !c->qbuf) {
         rc = sl_err_set(err, SL_ENOMEM, "ctx: out of memory for a batch of %zu", T);
         goto fail; /* allocation failure */
     }
@@ -160,7 +168,7 @@ void sl_ctx_free(struct sl_ctx *c)
     free(c->k);
     free(c->v);
     free(c->qkv);
-    free(c->att_out);
+    if (c->att_out != c->xb) free(c->att_out);
     free(c->hb);
     free(c->hb2);
     free(c->scores);

@@ -6,9 +6,9 @@
  * (blk.N.attn_q.weight, ...), and checks each one's shape and type before
  * the forward pass ever touches it. Weights stay in the mapping, quantized;
  * the types the kernel table has row panels for (Q4_0, Q5_0, Q8_0, Q4_K
- * and Q6_K on AVX-512; Q4_0, Q8_0 and Q4_K on AVX2) are repacked once
- * into an anonymous mapping of about the same size, and the file's pages
- * behind them are released (see "repacking" below).
+ * and Q6_K on AVX-512 and AVX2) are repacked once into an anonymous
+ * mapping of about the same size, with copies of the norms and biases, and
+ * the file's pages behind them are released (see "repacking" below).
  */
 #include "model.h"
 
@@ -291,10 +291,13 @@ static int bind_tensors(struct loader *ld)
  * tensor. As each stretch of a tensor is
  * packed, the file's pages behind it are dropped from this process
  * (MADV_DONTNEED on a read-only file mapping: they stay readable and come
- * back from the page cache if anything reads data, as the embedding lookup
- * of a tied output does for one row per token), so resident memory stays
- * about the file's size during and after the load. SLUICE_REPACK=0 keeps
- * every weight in the file layout.
+ * back from the page cache if anything reads data; a tied output's
+ * embedding lookup reads the panels), so resident memory stays
+ * about the file's size during and after the load. The 1-D weights (norms,
+ * biases, rope_freqs: 0.1-0.3 MiB) are copied to the end of the same
+ * mapping first, so that once the load is done the forward pass reads
+ * nothing from the file. SLUICE_REPACK=0 keeps every weight in the file
+ * layout.
  */
 #define REPACK_RELEASE_BYTES ((size_t)4 << 20) /* drop packed source pages every 4 MiB */
 
@@ -310,6 +313,27 @@ static int matmul_weights(struct sl_model *m, struct sl_tensor **out, int max)
     }
     if (m->output.data && n < max) out[n++] = &m->output;
     return n;
+}
+
+/* Every 1-D weight (norms, biases) of the model; rope_freqs is separate. */
+static int vector_weights(struct sl_model *m, struct sl_tensor **out, int max)
+{
+    int n = 0;
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        struct sl_layer *L = &m->layers[il];
+        struct sl_tensor *vs[] = {&L->attn_norm, &L->bq, &L->bk, &L->bv, &L->q_norm,
+                                  &L->k_norm, &L->post_attn_norm, &L->ffn_norm, &L->post_ffn_norm};
+        for (size_t i = 0; i < sizeof vs / sizeof *vs; i++)
+            if (vs[i]->data && n < max) out[n++] = vs[i];
+    }
+    if (m->output_norm.data && n < max) out[n++] = &m->output_norm;
+    return n;
+}
+
+/* Bytes of t's values rounded up to a cache line. */
+static size_t vector_bytes(const struct sl_tensor *t)
+{
+    return (t->row_size + 63) / 64 * 64;
 }
 
 static size_t panels_bytes(const struct sl_tensor *t)
@@ -332,20 +356,44 @@ static void repack(struct sl_model *m)
     if (env && strcmp(env, "0") == 0) return;
     const struct sl_kernels *k = sl_kernels();
     const int max = 9 * m->hp.n_layer + 1;
-    struct sl_tensor **ts = malloc((size_t)max * sizeof *ts);
-    if (!ts) return; /* allocation failure: keep the file layout */
-    const int n = matmul_weights(m, ts, max);
-    size_t total = 0;
+    struct sl_tensor **ts = malloc((size_t)max * sizeof *ts), **vs = malloc((size_t)max * sizeof *vs);
+    if (!ts || !vs) {
+        free(ts);
+        free(vs);
+        return; /* allocation failure: keep the file layout */
+    }
+    const int n = matmul_weights(m, ts, max), nv = vector_weights(m, vs, max);
+    size_t total = 0, vtotal = 0;
     for (int i = 0; i < n; i++)
         if (k->panel[ts[i]->type].dot && sl_panel_size(ts[i]->type, ts[i]->ne[0])) total += panels_bytes(ts[i]);
+    for (int i = 0; i < nv; i++) vtotal += vector_bytes(vs[i]);
+    if (m->rope_freqs) vtotal += (size_t)m->hp.n_rot / 2 * sizeof(float);
+    if (total) total += vtotal; /* the 1-D weights follow the panels */
     void *arena = total ? mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) : MAP_FAILED;
     if (arena == MAP_FAILED) {
         free(ts);
+        free(vs);
         return; /* nothing to repack, or no memory for it: keep the file layout */
     }
 #ifdef MADV_HUGEPAGE
     (void)madvise(arena, total, MADV_HUGEPAGE);
 #endif
+    /* The norms and biases sit in the file between the weights released
+     * below; read from there, each would map the pages around it back (a
+     * whole 2 MiB page-cache folio where the file system caches in large
+     * folios: 53 MiB of smollm2-Q8_0's released pages came back on the
+     * first decode). They move to the arena's end first, before any
+     * release. */
+    uint8_t *vdst = (uint8_t *)arena + (total - vtotal);
+    for (int i = 0; i < nv; i++) {
+        memcpy(vdst, vs[i]->data, vs[i]->row_size);
+        vs[i]->data = vdst;
+        vdst += vector_bytes(vs[i]);
+    }
+    if (m->rope_freqs) {
+        memcpy(vdst, m->rope_freqs, (size_t)m->hp.n_rot / 2 * sizeof(float));
+        m->rope_freqs = (const float *)(void *)vdst;
+    }
     uint8_t *dst = arena;
     for (int i = 0; i < n; i++) {
         struct sl_tensor *t = ts[i];
@@ -376,6 +424,7 @@ static void repack(struct sl_model *m)
     m->panels = arena;
     m->panels_size = total;
     free(ts);
+    free(vs);
 }
 
 /* ------------------------------------------------------------------------ */
