@@ -95,8 +95,16 @@ static size_t panel_mbytes(int type)
  * stream; ql and qh in separate regions measured 0.47x from DRAM). */
 #define PANEL_Q6_K_BYTES (64 + 256 + 2048 + 1024)
 
+/* F16 and BF16: for every value index k, the 16 rows' 2-byte values (32
+ * bytes, row order); an odd n adds one zero slice (whole 64-byte lines). */
+static int panel_is_float(int type)
+{
+    return type == SL_TYPE_F16 || type == SL_TYPE_BF16;
+}
+
 size_t sl_panel_size(int type, int64_t n)
 {
+    if (panel_is_float(type)) return n > 0 ? (size_t)((n + 1) / 2) * 64 : 0;
     if (type == SL_TYPE_Q4_K) return n > 0 && n % SL_QK_K == 0 ? (size_t)(n / SL_QK_K) * PANEL_Q4_K_BYTES : 0;
     if (type == SL_TYPE_Q6_K) return n > 0 && n % SL_QK_K == 0 ? (size_t)(n / SL_QK_K) * PANEL_Q6_K_BYTES : 0;
     const size_t qb = panel_qbytes(type), mb = panel_mbytes(type);
@@ -156,6 +164,15 @@ void sl_panel_pack(int type, const void *w, size_t w_stride, int nr, int64_t n, 
     const size_t qb = panel_qbytes(type), mb = panel_mbytes(type), pair = 64 + 2 * (mb + qb);
     uint8_t *o = out;
     memset(out, 0, sl_panel_size(type, n));
+    if (panel_is_float(type)) {
+        /* value k of the 16 rows side by side; k outer: the panel is
+         * written in order, the rows read as 16 streams */
+        const uint8_t *src = w;
+        const int rows = nr < SL_PANEL_ROWS ? nr : SL_PANEL_ROWS;
+        for (int64_t k = 0; k < n; k++)
+            for (int r = 0; r < rows; r++) memcpy(o + 32 * k + 2 * r, src + (size_t)r * w_stride + 2 * k, 2);
+        return;
+    }
     if (type == SL_TYPE_Q6_K) {
         for (int r = 0; r < nr && r < SL_PANEL_ROWS; r++)
             for (int64_t i = 0; i < n / SL_QK_K; i++) {
@@ -211,6 +228,10 @@ void sl_panel_unpack_row(int type, const void *panel, int r, int64_t n, void *ou
 {
     const int64_t nb = n / 32;
     const size_t qb = panel_qbytes(type), mb = panel_mbytes(type), pair = 64 + 2 * (mb + qb);
+    if (panel_is_float(type)) {
+        for (int64_t k = 0; k < n; k++) memcpy((uint8_t *)out + 2 * k, (const uint16_t *)panel + 16 * k + r, 2);
+        return;
+    }
     if (type == SL_TYPE_Q6_K) {
         for (int64_t i = 0; i < n / SL_QK_K; i++)
             move_q6_K((struct sl_block_q6_K *)out + i, r, (uint8_t *)panel + (size_t)i * PANEL_Q6_K_BYTES, 0);

@@ -86,6 +86,15 @@ struct sl_mm {
  * 4k ..] and qh[32h + 4k ..] of the 16 rows. Their activations are plain
  * Q8_K rows.
  *
+ * F16 and BF16 panels hold, for every value index k, the k-th value of the
+ * 16 rows side by side: 32 bytes, row order (an odd n adds one zero
+ * slice, so a panel is whole 64-byte lines and otherwise exactly the 16
+ * rows' bytes). One 256-bit load and vcvtph2ps (BF16: a zero-extend and
+ * a shift) give float lane r = value k of row r, the 16 rows' weights for
+ * one FMA against activation value k broadcast; AVX2 takes the two
+ * 128-bit halves (rows 0..7, 8..15). Their activations are float rows
+ * that went through F16 (BF16) and back, as the matrix tiles'.
+ *
  * dot(n, panel, a, a_stride, nc, nr, y, ldy) writes y[c * ldy + r] =
  * dot(row r of the panel, activation row c) for r < nr (<= 16) and c < nc
  * (<= tile_c); activation row c at a + c * a_stride. The scalar twin is

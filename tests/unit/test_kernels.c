@@ -17,9 +17,10 @@
  *   against sl_vec_dot_ref per (weight row, activation row), with the same
  *   budgets as vec_dot, on random and on extreme blocks;
  * - the row panels (struct sl_panel: weights repacked 16 rows at a time)
- *   of every type and path that has them, the same way, plus the layout's
- *   round trip, and sl_op_matmul / sl_op_get_row on a repacked tensor
- *   against the file layout;
+ *   of every type and path that has them (F16 and BF16 at odd row lengths
+ *   too: 1, 7, 33, 4099 values), the same way, plus the layout's round
+ *   trip, and sl_op_matmul / sl_op_get_row on a repacked tensor against
+ *   the file layout;
  * - the attention helpers dot_f16_f32, axpy_f16 and fp32_to_fp16_row;
  * - the dispatcher: complete tables, and SLUICE_CPU forcing or refusing a
  *   path (run in a child process, since the choice is made once).
@@ -464,9 +465,9 @@ static void mm_tiles_match_ref_on_every_path_and_type(void)
 
 /* R weight rows of type dc->type in panels of 16 against T activation rows
  * through the panel kernel (nc cycling 1..tile_c), against sl_vec_dot_ref
- * per pair on the reference-quantized Q8_0 activations. y has a gap of 3
- * columns per activation row that must stay untouched (a short last panel
- * writes only its rows). Returns the worst relative error. */
+ * per pair on the reference-quantized activations of the dot type. y has
+ * a gap of 3 columns per activation row that must stay untouched (a short
+ * last panel writes only its rows). Returns the worst relative error. */
 static double check_panels(const struct sl_kernels *k, const struct dot_case *dc, int64_t n, int R, int T, int fill,
                            float c)
 {
@@ -482,6 +483,8 @@ static double check_panels(const struct sl_kernels *k, const struct dot_case *dc
     T_TRUE(psz > 0 && psz % 64 == 0);
     if (sl_type_traits((uint32_t)dc->type)->blck == 32 && n / 32 % 2 == 0)
         T_TRUE(psz == SL_PANEL_ROWS * wrow); /* no padding for an even block count */
+    if (dc->type == SL_TYPE_F16 || dc->type == SL_TYPE_BF16)
+        T_TRUE(psz == SL_PANEL_ROWS * sl_row_size(dc->type, n + n % 2)); /* one zero slice for an odd n */
     for (int r = 0; r < R; r++) make_weights(dc->type, n, w + (size_t)r * wrow, fill);
     for (int p = 0; p < np; p++)
         sl_panel_pack(dc->type, w + (size_t)p * SL_PANEL_ROWS * wrow, wrow, SL_MIN(SL_PANEL_ROWS, R - p * SL_PANEL_ROWS),
@@ -537,6 +540,7 @@ static void panels_match_ref_on_every_path_and_type(void)
 {
     static const int64_t blocks[] = {1, 2, 3, 7, 28, 129};
     static const int64_t supers[] = {1, 2, 3, 5};
+    static const int64_t floats[] = {1, 2, 7, 16, 33, 100, 896, 4099};
     static const int rows[] = {1, 16, 37};
     static const int fills[] = {0x00, 0xFF, 0x80, 0x7F, 0x0F, 0xF0};
     int n_pairs = 0;
@@ -552,8 +556,11 @@ static void panels_match_ref_on_every_path_and_type(void)
             if (!pn->dot) continue;
             n_pairs++;
             const int blck = sl_type_traits((uint32_t)dc->type)->blck;
-            const int64_t *sizes = blck == 32 ? blocks : supers;
-            const size_t n_sizes = blck == 32 ? sizeof blocks / sizeof blocks[0] : sizeof supers / sizeof supers[0];
+            const int64_t *sizes = blck == 32 ? blocks : blck == 1 ? floats : supers;
+            const size_t n_sizes = blck == 32  ? sizeof blocks / sizeof blocks[0]
+                                   : blck == 1 ? sizeof floats / sizeof floats[0]
+                                               : sizeof supers / sizeof supers[0];
+            const int64_t n_extreme = blck == 32 ? 7 * 32 : blck == 1 ? 37 : 3 * blck;
             T_TRUE(pn->pack != NULL && pn->act_size != NULL && pn->tile_c >= 1);
             T_TRUE(sl_panel_size(dc->type, blck) > 0);
             double worst = 0;
@@ -564,8 +571,8 @@ static void panels_match_ref_on_every_path_and_type(void)
                     if (e > worst) worst = e;
                 }
             for (size_t f = 0; f < sizeof fills / sizeof fills[0]; f++) {
-                check_panels(k, dc, (blck == 32 ? 7 : 3) * blck, 19, 3, fills[f], 1.0f);
-                check_panels(k, dc, (blck == 32 ? 7 : 3) * blck, 19, 3, fills[f], -1.0f);
+                check_panels(k, dc, n_extreme, 19, 3, fills[f], 1.0f);
+                check_panels(k, dc, n_extreme, 19, 3, fills[f], -1.0f);
             }
             if (verbose)
                 fprintf(stderr, "     %-6s %-5s panels worst |diff| / sum|w a| = %.3g (budget %.3g)\n", k->name,
@@ -575,6 +582,26 @@ static void panels_match_ref_on_every_path_and_type(void)
     if (verbose) fprintf(stderr, "     %d (path, type) pairs with panels\n", n_pairs);
 }
 
+/* An AVX2 machine repacks the same quantized types as an AVX-512 one:
+ * the types with a panel layout (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K: the last
+ * is in every Q4_K_M file) have a panel kernel on both paths, so none of
+ * them falls back to per-row dots on the more common CPU. */
+static void avx2_has_a_panel_kernel_for_every_quantized_panel_layout(void)
+{
+    const int types[] = {SL_TYPE_Q4_0, SL_TYPE_Q5_0, SL_TYPE_Q8_0, SL_TYPE_Q4_K, SL_TYPE_Q6_K};
+    const struct sl_kernels *k = sl_kernels_get("avx2");
+    if (!k) {
+        fprintf(stderr, "     path avx2: this CPU cannot run it, skipped\n");
+        return;
+    }
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+        const int blck = sl_type_traits((uint32_t)types[i])->blck;
+        t_checks++;
+        if (!sl_panel_size(types[i], blck)) T_FAIL_AT("%s has no panel layout", tname(types[i]));
+        if (!k->panel[types[i]].dot) T_FAIL_AT("the avx2 table has no %s panel kernel", tname(types[i]));
+    }
+}
+
 /* sl_op_matmul on a repacked tensor gives what it gives on the file layout,
  * for one activation row (decode) and several (prefill), and ignores a
  * panel whose source is no longer the tensor's data (a LoRA merge);
@@ -582,7 +609,7 @@ static void panels_match_ref_on_every_path_and_type(void)
 static void matmul_uses_panels_only_while_they_match_the_weights(void)
 {
     const struct sl_kernels *k = sl_kernels();
-    const int types[] = {SL_TYPE_Q4_0, SL_TYPE_Q5_0, SL_TYPE_Q8_0, SL_TYPE_Q4_K, SL_TYPE_Q6_K};
+    const int types[] = {SL_TYPE_Q4_0, SL_TYPE_Q5_0, SL_TYPE_Q8_0, SL_TYPE_Q4_K, SL_TYPE_Q6_K, SL_TYPE_F16, SL_TYPE_BF16};
     struct sl_pool *pool = sl_pool_init(2);
     T_TRUE(pool != NULL);
     for (size_t ti = 0; ti < sizeof types / sizeof types[0] && pool; ti++) {
@@ -591,7 +618,8 @@ static void matmul_uses_panels_only_while_they_match_the_weights(void)
             if (verbose) fprintf(stderr, "     the %s table has no %s panel kernel\n", k->name, tname(type));
             continue;
         }
-        const int64_t n = sl_type_traits((uint32_t)type)->blck == 256 ? 2 * 256 : 7 * 32;
+        const int blck = sl_type_traits((uint32_t)type)->blck;
+        const int64_t n = blck == 256 ? 2 * 256 : blck == 32 ? 7 * 32 : 101;
         const int R = 53, T = 9, np = (R + 15) / 16;
         const size_t wrow = sl_row_size(type, n), psz = sl_panel_size(type, n);
         uint8_t *w = malloc(wrow * R), *pw = aligned_alloc(64, psz * np);
@@ -870,6 +898,7 @@ int main(int argc, char **argv)
     T_RUN(vec_dot_matches_ref_on_llama_cpp_weights);
     T_RUN(mm_tiles_match_ref_on_every_path_and_type);
     T_RUN(panels_match_ref_on_every_path_and_type);
+    T_RUN(avx2_has_a_panel_kernel_for_every_quantized_panel_layout);
     T_RUN(matmul_uses_panels_only_while_they_match_the_weights);
     T_RUN(quantize_row_is_bit_exact_for_the_dot_types);
     T_RUN(attention_helpers_match_ref_on_every_path);

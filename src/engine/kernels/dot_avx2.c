@@ -1091,6 +1091,103 @@ static void pack_bf16(const float *x, void *out, int64_t n)
     }
 }
 
+/*
+ * F16 and BF16 row panels (kernels.h): per value index k, two 128-bit
+ * loads give the k-th weight of rows 0..7 and 8..15 as two float vectors
+ * (vcvtph2ps; BF16 a zero-extend and a shift); each of the NC activation
+ * rows broadcasts its k-th value once and does two FMAs. Float lane r of
+ * half h is row 8h + r, so y gets plain stores, no horizontal sums. NC up
+ * to 6 fills 12 accumulators + 2 weights + 1 broadcast of the 16 ymm
+ * registers; with 1 or 2 activation rows (decode runs 1) U = 4 or 2
+ * partial sums over k, k + 1, .. keep 8 FMA chains in flight. The
+ * activations are the pack_f16 / pack_bf16 rows. From 3 activation rows
+ * on, each call also prefetches the next panel to L2, as in the AVX-512
+ * file.
+ */
+#define PANEL_F_C 6 /* most activation rows per call */
+
+static inline __m256 panel_ld_f16(const uint8_t *p)
+{
+    return _mm256_cvtph_ps(_mm_load_si128((const __m128i *)p));
+}
+
+static inline __m256 panel_ld_bf16(const uint8_t *p)
+{
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_load_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+#define PANEL_F(name, LOAD)                                                                       \
+    static inline __attribute__((always_inline)) void name##_nc(int64_t n, const uint8_t *p,     \
+                                                                const uint8_t *a, size_t as,     \
+                                                                const int NC, int nr, float *y,  \
+                                                                size_t ldy)                      \
+    {                                                                                            \
+        enum { U_MAX = 4 };                                                                      \
+        const int U = NC >= 3 ? 1 : NC == 2 ? 2 : U_MAX;                                         \
+        const float *x[PANEL_F_C];                                                               \
+        __m256 acc[U_MAX][PANEL_F_C][2];                                                         \
+        _Pragma("GCC unroll 6") for (int c = 0; c < NC; c++) {                                   \
+            x[c] = (const float *)(a + (size_t)c * as);                                          \
+            _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) acc[u][c][0] = acc[u][c][1] = _mm256_setzero_ps(); \
+        }                                                                                        \
+        const uint8_t *next = p + (size_t)((n + 1) / 2) * 64;                                    \
+        int64_t k = 0;                                                                           \
+        for (; k + 2 * U <= n; k += 2 * U) {                                                     \
+            if (NC >= 3) _mm_prefetch((const char *)(next + 32 * (size_t)k), _MM_HINT_T1);      \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 2 * U; u++) {                            \
+                const uint8_t *q = p + 32 * (size_t)(k + u);                                     \
+                const __m256 w0 = LOAD(q), w1 = LOAD(q + 16);                                    \
+                _Pragma("GCC unroll 6") for (int c = 0; c < NC; c++) {                           \
+                    const __m256 b = _mm256_broadcast_ss(x[c] + k + u);                          \
+                    acc[u % U][c][0] = _mm256_fmadd_ps(w0, b, acc[u % U][c][0]);                 \
+                    acc[u % U][c][1] = _mm256_fmadd_ps(w1, b, acc[u % U][c][1]);                 \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+        for (; k < n; k++) {                                                                     \
+            const uint8_t *q = p + 32 * (size_t)k;                                               \
+            const __m256 w0 = LOAD(q), w1 = LOAD(q + 16);                                        \
+            _Pragma("GCC unroll 6") for (int c = 0; c < NC; c++) {                               \
+                const __m256 b = _mm256_broadcast_ss(x[c] + k);                                  \
+                acc[0][c][0] = _mm256_fmadd_ps(w0, b, acc[0][c][0]);                             \
+                acc[0][c][1] = _mm256_fmadd_ps(w1, b, acc[0][c][1]);                             \
+            }                                                                                    \
+        }                                                                                        \
+        _Pragma("GCC unroll 6") for (int c = 0; c < NC; c++) {                                   \
+            __m256 s0 = acc[0][c][0], s1 = acc[0][c][1];                                         \
+            _Pragma("GCC unroll 4") for (int u = 1; u < U; u++) {                                \
+                s0 = _mm256_add_ps(s0, acc[u][c][0]);                                            \
+                s1 = _mm256_add_ps(s1, acc[u][c][1]);                                            \
+            }                                                                                    \
+            float *o = y + (size_t)c * ldy;                                                      \
+            if (nr >= 16) {                                                                      \
+                _mm256_storeu_ps(o, s0);                                                         \
+                _mm256_storeu_ps(o + 8, s1);                                                     \
+            } else {                                                                             \
+                float t[16];                                                                     \
+                _mm256_storeu_ps(t, s0);                                                         \
+                _mm256_storeu_ps(t + 8, s1);                                                     \
+                memcpy(o, t, (size_t)nr * sizeof(float));                                        \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+    static void name(int64_t n, const void *p, const void *a, size_t as, int nc, int nr, float *y, \
+                     size_t ldy)                                                                 \
+    {                                                                                            \
+        switch (nc) {                                                                            \
+        case 1: name##_nc(n, p, a, as, 1, nr, y, ldy); break;                                    \
+        case 2: name##_nc(n, p, a, as, 2, nr, y, ldy); break;                                    \
+        case 3: name##_nc(n, p, a, as, 3, nr, y, ldy); break;                                    \
+        case 4: name##_nc(n, p, a, as, 4, nr, y, ldy); break;                                    \
+        case 5: name##_nc(n, p, a, as, 5, nr, y, ldy); break;                                    \
+        default: name##_nc(n, p, a, as, 6, nr, y, ldy); break;                                   \
+        }                                                                                        \
+    }
+
+PANEL_F(panel_f16, panel_ld_f16)
+PANEL_F(panel_bf16, panel_ld_bf16)
+
 /* ------------------------------------------------------------------------ */
 /* row panels: weights repacked 16 rows at a time (kernels.h)               */
 /* ------------------------------------------------------------------------ */
@@ -1291,6 +1388,151 @@ static inline __attribute__((always_inline)) void panel_q4_K_nc(int64_t n, const
     panel_store(acc, NC, nr, y, ldy);
 }
 
+/* Q5_0: the nibbles as Q4_0, 16 added where the block's masks say (bits
+ * 32h .. 32h + 31 of mask k are rows 8h .. 8h + 7, spread to bytes by
+ * bits_u32). The values reach 31, so the four vpmaddubsw of the low
+ * nibbles add up in int16 (4 * 2 * 31 * 127 = 31496), the four of the high
+ * ones likewise, and the two are widened apart; the offset 16 is taken
+ * off as -16 * sum(a), once per block. */
+static inline __attribute__((always_inline)) void panel_q5_0_nc(int64_t n, const uint8_t *p, const uint8_t *a,
+                                                                size_t as, const int NC, int nr, float *y,
+                                                                size_t ldy)
+{
+    const int64_t nb = n / 32;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    __m256 acc[PANEL_C][2];
+    for (int c = 0; c < NC; c++) acc[c][0] = acc[c][1] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = p + (size_t)(b / 2) * (64 + 2 * (64 + 256));
+        const uint8_t *mk = blk + 64 + (b % 2) * 64;
+        const uint8_t *qs = blk + 64 + 2 * 64 + (b % 2) * 256;
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(blk + 32 * (b % 2) + 16 * h)));
+            __m256i lo[4], hi[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i raw = _mm256_load_si256((const __m256i *)(qs + 64 * k + 32 * h));
+                uint32_t ml, mh;
+                memcpy(&ml, mk + 8 * k + 4 * h, 4);
+                memcpy(&mh, mk + 32 + 8 * k + 4 * h, 4);
+                lo[k] = _mm256_or_si256(_mm256_and_si256(raw, m4), _mm256_and_si256(bits_u32(ml), m16));
+                hi[k] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
+                                        _mm256_and_si256(bits_u32(mh), m16));
+            }
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) {
+                const struct sl_q8s *x = (const struct sl_q8s *)(a + (size_t)c * as) + b;
+                __m256i s0 = _mm256_maddubs_epi16(lo[0], bcast4(x->qs));
+                __m256i s1 = _mm256_maddubs_epi16(hi[0], bcast4(x->qs + 16));
+#pragma GCC unroll 4
+                for (int k = 1; k < 4; k++) {
+                    s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(lo[k], bcast4(x->qs + 4 * k)));
+                    s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(hi[k], bcast4(x->qs + 16 + 4 * k)));
+                }
+                const __m256i s = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(s0, ones),
+                                                                    _mm256_madd_epi16(s1, ones)),
+                                                   _mm256_set1_epi32(-16 * x->sum));
+                acc[c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_set1_ps(x->d)), acc[c][h]);
+            }
+        }
+    }
+    panel_store(acc, NC, nr, y, ldy);
+}
+
+/* Q6_K: per super-block and half (rows 8h .. 8h + 7), each chunk's four
+ * 6-bit values (0..63: a nibble of ql[64s + 4k ..] or ql[64s + 32 + 4k ..]
+ * with two bits of qh[32s + 4k ..]) go by vpmaddubsw against the
+ * activations at 128s + 32q + 4k. Two chunks of one 16-value sub-block add
+ * up in int16 (2 * 2 * 63 * 127 = 32004); each such sum is widened against
+ * the rows' int8 scale of the sub-block (in both int16 halves of lane r)
+ * by one vpmaddwd. The offset 32 comes off once per super-block as
+ * 32 * sum_j scale_j * bsums[j]: 8 vpmaddwd of scale pairs against
+ * bsums pairs. */
+static inline __m256i scale_i8_pair(const uint8_t *p)
+{
+    const __m256i s = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    return _mm256_or_si256(_mm256_and_si256(s, _mm256_set1_epi32(0xFFFF)), _mm256_slli_epi32(s, 16));
+}
+
+static inline __attribute__((always_inline)) void panel_q6_K_nc(int64_t n, const uint8_t *p, const uint8_t *a,
+                                                                size_t as, const int NC, int nr, float *y,
+                                                                size_t ldy)
+{
+    const int64_t nb = n / SL_QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), lo16 = _mm256_set1_epi32(0xFFFF);
+    __m256 acc[PANEL_C][2];
+    for (int c = 0; c < NC; c++) acc[c][0] = acc[c][1] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *o = p + (size_t)i * (64 + 256 + 2048 + 1024);
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            __m256i sumi[PANEL_C];
+            for (int c = 0; c < NC; c++) sumi[c] = _mm256_setzero_si256();
+            /* the offset: -32 * sum_j scale_j * bsums[j] */
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                const uint8_t *sj = o + 64 + 32 * j + 8 * h; /* sub-blocks 2j, 2j + 1 */
+                const __m256i s0 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)sj));
+                const __m256i s1 = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(sj + 16)));
+                const __m256i sp = _mm256_or_si256(_mm256_and_si256(s0, lo16), _mm256_slli_epi32(s1, 16));
+#pragma GCC unroll 2
+                for (int c = 0; c < NC; c++) {
+                    const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
+                    int32_t bp;
+                    memcpy(&bp, x->bsums + 2 * j, 4);
+                    sumi[c] = _mm256_sub_epi32(sumi[c],
+                                               _mm256_slli_epi32(_mm256_madd_epi16(sp, _mm256_set1_epi32(bp)), 5));
+                }
+            }
+            for (int s = 0; s < 2; s++)
+                for (int kk = 0; kk < 2; kk++)
+#pragma GCC unroll 2
+                    for (int pr = 0; pr < 2; pr++) {
+                        __m256i t[4][PANEL_C];
+#pragma GCC unroll 4
+                        for (int q = 0; q < 4; q++)
+#pragma GCC unroll 2
+                            for (int c = 0; c < NC; c++) t[q][c] = _mm256_setzero_si256();
+#pragma GCC unroll 2
+                        for (int k = 4 * kk + 2 * pr; k < 4 * kk + 2 * pr + 2; k++) {
+                            const uint8_t *ch = o + 320 + 192 * (8 * s + k) + 32 * h;
+                            const __m256i qa = _mm256_load_si256((const __m256i *)ch);
+                            const __m256i qb = _mm256_load_si256((const __m256i *)(ch + 64));
+                            const __m256i hq = _mm256_load_si256((const __m256i *)(ch + 128));
+                            __m256i v[4];
+                            v[0] = _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_and_si256(_mm256_slli_epi16(hq, 4), m30));
+                            v[1] = _mm256_or_si256(_mm256_and_si256(qb, m4), _mm256_and_si256(_mm256_slli_epi16(hq, 2), m30));
+                            v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), _mm256_and_si256(hq, m30));
+                            v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
+                                                   _mm256_and_si256(_mm256_srli_epi16(hq, 2), m30));
+#pragma GCC unroll 2
+                            for (int c = 0; c < NC; c++) {
+                                const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
+#pragma GCC unroll 4
+                                for (int q = 0; q < 4; q++)
+                                    t[q][c] = _mm256_add_epi16(
+                                        t[q][c], _mm256_maddubs_epi16(v[q], bcast4(x->qs + 128 * s + 32 * q + 4 * k)));
+                            }
+                        }
+#pragma GCC unroll 4
+                        for (int q = 0; q < 4; q++) {
+                            const __m256i sc = scale_i8_pair(o + 64 + 16 * (8 * s + 2 * q + kk) + 8 * h);
+#pragma GCC unroll 2
+                            for (int c = 0; c < NC; c++) sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(t[q][c], sc));
+                        }
+                    }
+            const __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(o + 16 * h)));
+#pragma GCC unroll 2
+            for (int c = 0; c < NC; c++) {
+                const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
+                acc[c][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[c]), _mm256_mul_ps(dw, _mm256_set1_ps(x->d)), acc[c][h]);
+            }
+        }
+    }
+    panel_store(acc, NC, nr, y, ldy);
+}
+
 #define PANEL_SWITCH(name)                                                                       \
     static void name(int64_t n, const void *p, const void *a, size_t as, int nc, int nr, float *y, \
                      size_t ldy)                                                                \
@@ -1301,6 +1543,8 @@ static inline __attribute__((always_inline)) void panel_q4_K_nc(int64_t n, const
 
 PANEL_SWITCH(panel_q4_0)
 PANEL_SWITCH(panel_q4_K)
+PANEL_SWITCH(panel_q5_0)
+PANEL_SWITCH(panel_q6_K)
 
 static void panel_q8_0(int64_t n, const void *p, const void *a, size_t as, int nc, int nr, float *y, size_t ldy)
 {
@@ -1354,6 +1598,10 @@ const struct sl_kernels sl_kernels_avx2 = {
             [SL_TYPE_Q4_0] = {sl_q8s_size, pack_q8s, panel_q4_0, 2},
             [SL_TYPE_Q8_0] = {sl_q8s_size, pack_q8s, panel_q8_0, PANEL_C},
             [SL_TYPE_Q4_K] = {q8_K_size, pack_q8_K, panel_q4_K, 2},
+            [SL_TYPE_Q5_0] = {sl_q8s_size, pack_q8s, panel_q5_0, 2},
+            [SL_TYPE_Q6_K] = {q8_K_size, pack_q8_K, panel_q6_K, 2},
+            [SL_TYPE_F16] = {f32_size, pack_f16, panel_f16, PANEL_F_C},
+            [SL_TYPE_BF16] = {f32_size, pack_bf16, panel_bf16, PANEL_F_C},
         },
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16 = axpy_f16,

@@ -994,6 +994,93 @@ static void pack_bf16(const float *x, void *out, int64_t n)
     }
 }
 
+/*
+ * F16 and BF16 row panels (kernels.h): one 256-bit load per value index k
+ * gives the k-th weight of the 16 rows, converted to 16 floats (vcvtph2ps;
+ * BF16 a zero-extend and a shift), and each of the NC activation rows
+ * multiplies it with one FMA against its k-th value broadcast from memory
+ * (the {1to16} operand form: no shuffle, no register). Float lane r is
+ * weight row r all the way, so there is no horizontal sum: y gets one
+ * (masked) store per activation row. Per k that is one load-convert for NC
+ * FMAs, where the 4 x 4 tiles above load a 16-value activation vector per
+ * FMA and convert a weight vector per 4. With fewer than 4 activation rows
+ * (decode runs 1) U partial sums per row over k, k + 1, .. keep 4 FMA
+ * chains in flight. The activations are the pack_f16 / pack_bf16 rows.
+ * sl_op_matmul calls a panel once per tile_c activation rows, so the first
+ * call brings it from memory and the others find it in cache; with 4 or
+ * more rows each call also prefetches (to L2) the line of the next panel
+ * at the same offset, so the next first call finds it there too (from
+ * DRAM, 896 x 24000 F16 at T = 64: 49 -> 55 GMAC/s; in cache both ~57,
+ * the FMA peak of one Zen 4 core; decode does not prefetch, the hardware
+ * prefetcher follows its one stream).
+ */
+#define PANEL_F_C 8 /* most activation rows per call */
+
+static inline __m512 panel_ld_f16(const uint8_t *p)
+{
+    return _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)p));
+}
+
+static inline __m512 panel_ld_bf16(const uint8_t *p)
+{
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_load_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+
+#define PANEL_F(name, LOAD)                                                                       \
+    static inline __attribute__((always_inline)) void name##_nc(int64_t n, const uint8_t *p,     \
+                                                                const uint8_t *a, size_t as,     \
+                                                                const int NC, int nr, float *y,  \
+                                                                size_t ldy)                      \
+    {                                                                                            \
+        enum { U_MAX = 4 };                                                                      \
+        const int U = NC >= 4 ? 1 : NC >= 2 ? 2 : U_MAX;                                         \
+        const float *x[PANEL_F_C];                                                               \
+        __m512 acc[U_MAX][PANEL_F_C];                                                            \
+        _Pragma("GCC unroll 8") for (int c = 0; c < NC; c++) {                                   \
+            x[c] = (const float *)(a + (size_t)c * as);                                          \
+            _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) acc[u][c] = _mm512_setzero_ps(); \
+        }                                                                                        \
+        const uint8_t *next = p + (size_t)((n + 1) / 2) * 64;                                    \
+        int64_t k = 0;                                                                           \
+        for (; k + 2 * U <= n; k += 2 * U) {                                                     \
+            if (NC >= 4) _mm_prefetch((const char *)(next + 32 * (size_t)k), _MM_HINT_T1);      \
+            _Pragma("GCC unroll 8") for (int u = 0; u < 2 * U; u++) {                            \
+                const __m512 w = LOAD(p + 32 * (size_t)(k + u));                                 \
+                _Pragma("GCC unroll 8") for (int c = 0; c < NC; c++)                             \
+                    acc[u % U][c] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[c][k + u]), acc[u % U][c]); \
+            }                                                                                    \
+        }                                                                                        \
+        for (; k < n; k++) {                                                                     \
+            const __m512 w = LOAD(p + 32 * (size_t)k);                                           \
+            _Pragma("GCC unroll 8") for (int c = 0; c < NC; c++)                                 \
+                acc[0][c] = _mm512_fmadd_ps(w, _mm512_set1_ps(x[c][k]), acc[0][c]);              \
+        }                                                                                        \
+        const __mmask16 m = nr >= 16 ? 0xFFFF : tail16(nr);                                      \
+        _Pragma("GCC unroll 8") for (int c = 0; c < NC; c++) {                                   \
+            __m512 s = acc[0][c];                                                                \
+            _Pragma("GCC unroll 4") for (int u = 1; u < U; u++) s = _mm512_add_ps(s, acc[u][c]); \
+            _mm512_mask_storeu_ps(y + (size_t)c * ldy, m, s);                                    \
+        }                                                                                        \
+    }                                                                                            \
+    static void name(int64_t n, const void *p, const void *a, size_t as, int nc, int nr, float *y, \
+                     size_t ldy)                                                                 \
+    {                                                                                            \
+        switch (nc) {                                                                            \
+        case 1: name##_nc(n, p, a, as, 1, nr, y, ldy); break;                                    \
+        case 2: name##_nc(n, p, a, as, 2, nr, y, ldy); break;                                    \
+        case 3: name##_nc(n, p, a, as, 3, nr, y, ldy); break;                                    \
+        case 4: name##_nc(n, p, a, as, 4, nr, y, ldy); break;                                    \
+        case 5: name##_nc(n, p, a, as, 5, nr, y, ldy); break;                                    \
+        case 6: name##_nc(n, p, a, as, 6, nr, y, ldy); break;                                    \
+        case 7: name##_nc(n, p, a, as, 7, nr, y, ldy); break;                                    \
+        default: name##_nc(n, p, a, as, 8, nr, y, ldy); break;                                   \
+        }                                                                                        \
+    }
+
+PANEL_F(panel_f16, panel_ld_f16)
+PANEL_F(panel_bf16, panel_ld_bf16)
+
 /* ------------------------------------------------------------------------ */
 /* row panels: weights repacked 16 rows at a time (kernels.h)               */
 /* ------------------------------------------------------------------------ */
@@ -1137,12 +1224,16 @@ static inline __attribute__((always_inline)) void panel_q5_0_nc(int64_t n, const
 
 /*
  * Q4_K: per super-block and activation row, each of the 4 sub-block pairs
- * is 8 vpdpbusd into two int32 chains (low nibbles, high nibbles in place),
- * the chains times the 16 rows' sub-block scales (vpmulld, after the high
- * one is shifted down by 4), and the mins term sum_j m_j * (bsums[2j] +
- * bsums[2j + 1]) as 8 more vpmulld against the activation's sub-block sums
- * broadcast; then d * d_a and -dmin * d_a as two FMAs. The int32 sums stay
- * below 2^31 (8 sub-blocks x 32 x 15 x 127 x 63).
+ * is 8 vpdpbusd into two int32 chains (low nibbles, high nibbles in place;
+ * four chains with one activation row, so that consecutive vpdpbusd do not
+ * wait on each other), the chains times the 16 rows' sub-block scales
+ * (vpmulld, after the high one is shifted down by 4), and the mins term
+ * sum_j m_j * (bsums[2j] + bsums[2j + 1]) as 8 vpdpwssd: int16 lanes
+ * (m_j, m_j) against the two adjacent bsums as one broadcast int32 (a
+ * vpmulld per sub-block against a sum broadcast from a general register
+ * was 1-5% slower, docs/performance.md); then d * d_a and -dmin * d_a as
+ * two FMAs. The int32 sums stay below 2^31 (8 sub-blocks x 32 x 15 x 127
+ * x 63).
  */
 static inline __attribute__((always_inline)) void panel_q4_K_nc(int64_t n, const uint8_t *p, const uint8_t *a,
                                                                 size_t as, const int NC, int nr, float *y,
@@ -1161,9 +1252,14 @@ static inline __attribute__((always_inline)) void panel_q4_K_nc(int64_t n, const
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) sumi[c] = summ[c] = _mm512_setzero_si512();
         for (int g = 0; g < 4; g++) {
-            __m512i sl[TILE_C], sh[TILE_C];
+            /* with one activation row, two chains per nibble half (CH) */
+            enum { CH_MAX = 2 };
+            const int CH = NC == 1 ? 2 : 1;
+            __m512i sl[CH_MAX][TILE_C], sh[CH_MAX][TILE_C];
+#pragma GCC unroll 2
+            for (int h = 0; h < CH; h++)
 #pragma GCC unroll 4
-            for (int c = 0; c < NC; c++) sl[c] = sh[c] = _mm512_setzero_si512();
+                for (int c = 0; c < NC; c++) sl[h][c] = sh[h][c] = _mm512_setzero_si512();
 #pragma GCC unroll 8
             for (int k = 0; k < 8; k++) {
                 const __m512i raw = _mm512_load_si512(o + 320 + 512 * g + 64 * k);
@@ -1171,25 +1267,36 @@ static inline __attribute__((always_inline)) void panel_q4_K_nc(int64_t n, const
 #pragma GCC unroll 4
                 for (int c = 0; c < NC; c++) {
                     const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
-                    sl[c] = _mm512_dpbusd_epi32(sl[c], lo, _mm512_set1_epi32(ld32(x->qs + 64 * g + 4 * k)));
-                    sh[c] = _mm512_dpbusd_epi32(sh[c], hi, _mm512_set1_epi32(ld32(x->qs + 64 * g + 32 + 4 * k)));
+                    sl[k % CH][c] =
+                        _mm512_dpbusd_epi32(sl[k % CH][c], lo, _mm512_set1_epi32(ld32(x->qs + 64 * g + 4 * k)));
+                    sh[k % CH][c] =
+                        _mm512_dpbusd_epi32(sh[k % CH][c], hi, _mm512_set1_epi32(ld32(x->qs + 64 * g + 32 + 4 * k)));
                 }
             }
+            if (CH == 2)
+#pragma GCC unroll 4
+                for (int c = 0; c < NC; c++) {
+                    sl[0][c] = _mm512_add_epi32(sl[0][c], sl[1][c]);
+                    sh[0][c] = _mm512_add_epi32(sh[0][c], sh[1][c]);
+                }
             const __m512i sc0 = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(o + 64 + 32 * g)));
             const __m512i sc1 = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(o + 64 + 32 * g + 16)));
 #pragma GCC unroll 4
-            for (int c = 0; c < NC; c++)
-                sumi[c] = _mm512_add_epi32(sumi[c], _mm512_add_epi32(_mm512_mullo_epi32(sl[c], sc0),
-                                                                     _mm512_mullo_epi32(_mm512_srai_epi32(sh[c], 4), sc1)));
+            for (int c = 0; c < NC; c++) {
+                const __m512i hs = _mm512_mullo_epi32(_mm512_srai_epi32(sh[0][c], 4), sc1);
+                sumi[c] = _mm512_add_epi32(sumi[c], _mm512_add_epi32(_mm512_mullo_epi32(sl[0][c], sc0), hs));
+            }
         }
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
-            const __m512i mn = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(o + 192 + 16 * j)));
+            /* int16 lanes m_j, m_j against the sub-block's two bsums */
+            const __m512i m32 = _mm512_cvtepu8_epi32(_mm_load_si128((const __m128i *)(o + 192 + 16 * j)));
+            const __m512i mn = _mm512_or_si512(m32, _mm512_slli_epi32(m32, 16));
 #pragma GCC unroll 4
             for (int c = 0; c < NC; c++) {
                 const struct sl_block_q8_K *x = (const struct sl_block_q8_K *)(a + (size_t)c * as) + i;
-                summ[c] = _mm512_add_epi32(
-                    summ[c], _mm512_mullo_epi32(mn, _mm512_set1_epi32(x->bsums[2 * j] + x->bsums[2 * j + 1])));
+                const __m512i bs = _mm512_set1_epi32(ld32((const int8_t *)(x->bsums + 2 * j)));
+                summ[c] = _mm512_dpwssd_epi32(summ[c], mn, bs);
             }
         }
 #pragma GCC unroll 4
@@ -1339,6 +1446,8 @@ const struct sl_kernels sl_kernels_avx512 = {
             [SL_TYPE_Q5_0] = {sl_q8s_size, pack_q8s, panel_q5_0, TILE_C},
             [SL_TYPE_Q4_K] = {q8_K_size, pack_q8_K, panel_q4_K, TILE_C},
             [SL_TYPE_Q6_K] = {q8_K_size, pack_q8_K, panel_q6_K, TILE_C},
+            [SL_TYPE_F16] = {f32_size, pack_f16, panel_f16, PANEL_F_C},
+            [SL_TYPE_BF16] = {f32_size, pack_bf16, panel_bf16, PANEL_F_C},
         },
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16 = axpy_f16,
