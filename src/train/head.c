@@ -659,7 +659,7 @@ int sl_head_train_ensemble(struct sl_head *h, const float *x, const int32_t *y, 
     pthread_mutex_destroy(&j.mu);
     for (int m = 0; m < k && !rc; m++)
         if (j.rc[m]) {
-            *err = j.errs[m];
+            if (err) *err = j.errs[m];
             rc = j.rc[m];
         }
     struct sl_head ens;
