@@ -58,9 +58,9 @@ struct sl_ctx {
     float *q;       /* (T, H*D) */
     float *k;       /* (T, K*D) */
     float *v;       /* (T, K*Dv) */
-    float *qkv;     /* (T, H*D + K*D + K*Dv) fused projection (phi3) */
-    float *att_out; /* (T, H*Dv) */
-    float *hb;      /* (T, 2F) */
+    float *qkv;     /* (T, H*D + K*D + K*Dv) fused projection (phi3); NULL for other models */
+    float *att_out; /* (T, H*Dv): the same buffer as xb */
+    float *hb;      /* (T, F), or (T, 2F) for a fused gate/up (phi3) */
     float *hb2;     /* (T, F) */
     float *scores;  /* (threads, G, C) attention scores, G = n_head / n_head_kv */
     float *acc;     /* (threads, G, Dv) attention accumulators */
