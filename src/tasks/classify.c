@@ -269,12 +269,9 @@ static int head_classify(struct sl_classifier *c, const char *input, struct sl_c
                          struct sl_err *err)
 {
     size_t L = c->task.n_labels;
-    int32_t *toks = NULL;
-    size_t nt = 0;
+    int32_t nt = 0;
     int rc;
-    if ((rc = sl_embed_text(c->ectx, input, c->emb, err))) return rc; /* decode error */
-    if ((rc = sl_tokenize(c->vocab, input, strlen(input), true, false, &toks, &nt, err))) return rc;
-    free(toks);
+    if ((rc = sl_embed_text(c->ectx, input, c->emb, &nt, err))) return rc; /* decode error */
     sl_head_classify(c->hd, c->emb, c->hprobs);
     r->probs = malloc(L * sizeof *r->probs);
     r->scores = malloc(L * sizeof *r->scores);
@@ -283,7 +280,7 @@ static int head_classify(struct sl_classifier *c, const char *input, struct sl_c
     for (size_t l = 0; l < L; l++) r->scores[l] = logf(SL_MAX(c->hprobs[c->hmap[l]], 1e-30f));
     r->label = sl_classify_softmax(r->scores, L, c->task.temperature, r->probs, &r->margin, &r->entropy);
     r->confidence = r->probs[r->label];
-    r->n_prompt = (int32_t)SL_MIN(nt, (size_t)c->ectx->params.n_batch);
+    r->n_prompt = nt;
     r->n_cached = 0;
     r->n_eval = r->n_prompt;
     return 0;

@@ -64,6 +64,20 @@ int sl_head_init(struct sl_head *h, int32_t n_in, int32_t n_hidden, const char *
     return head_alloc(h, n_in, n_hidden, labels, n_out, 1, err);
 }
 
+int sl_head_init_for_model(struct sl_head *h, const struct sl_model *m, int32_t n_hidden,
+                           const char *const *labels, int32_t n_out, int32_t n_ctx, struct sl_err *err)
+{
+    int rc = head_alloc(h, m->hp.n_embd, n_hidden, labels, n_out, 1, err);
+    if (rc) return rc;
+    h->source_hash = sl_head_model_hash(m);
+    h->n_ctx = n_ctx;
+    if (!(h->source_name = strdup(m->name ? m->name : ""))) {
+        sl_head_free(h);
+        return sl_err_set(err, SL_ENOMEM, "head: out of memory");
+    }
+    return 0;
+}
+
 /* Floats of one member's w1, b1, w2, b2. */
 static void member_sizes(const struct sl_head *h, size_t sz[4])
 {
@@ -848,42 +862,6 @@ uint64_t sl_head_model_hash(const struct sl_model *m)
     return h;
 }
 
-int sl_embed_text(struct sl_ctx *ctx, const char *text, float *out, struct sl_err *err)
-{
-    const struct sl_model *m = ctx->model;
-    int32_t *toks = NULL;
-    size_t nt = 0;
-    struct sl_batch b = {0};
-    int E = m->hp.n_embd, rc;
-    if (!m->vocab) return sl_err_set(err, SL_EINVAL, "embed: the model has no tokenizer");
-    if (!ctx->params.embeddings) return sl_err_set(err, SL_EINVAL, "embed: context without embeddings");
-    if ((rc = sl_tokenize(m->vocab, text, strlen(text), true, false, &toks, &nt, err))) return rc;
-    int n = (int)SL_MIN(nt, (size_t)SL_MIN(SL_HEAD_MAX_TOKENS, ctx->params.n_batch));
-    if (n == 0) { /* empty text and no BOS: the zero vector */
-        memset(out, 0, (size_t)E * sizeof(float));
-        free(toks);
-        return 0;
-    }
-    if ((rc = sl_batch_init(&b, n))) {
-        free(toks);
-        return sl_err_set(err, rc, "embed: out of memory");
-    }
-    for (int t = 0; t < n; t++) sl_batch_add(&b, toks[t], t, 0, true);
-    sl_kv_seq_rm(&ctx->kv, 0, 0, -1);
-    rc = sl_decode(ctx, &b, err);
-    sl_kv_seq_rm(&ctx->kv, 0, 0, -1);
-    if (rc == 0) {
-        /* mean over tokens, summed in double */
-        for (int i = 0; i < E; i++) {
-            double s = 0;
-            for (int t = 0; t < n; t++) s += sl_ctx_embd(ctx, t)[i];
-            out[i] = (float)(s / n);
-        }
-    }
-    sl_batch_free(&b);
-    free(toks);
-    return rc;
-}
 
 #define EMB_MAGIC "SLEMB001"
 
@@ -892,7 +870,7 @@ int sl_embed_text(struct sl_ctx *ctx, const char *text, float *out, struct sl_er
  * that a short text does not pay a whole forward pass's fixed costs. Each
  * text's tokens attend only to its own sequence: the same vectors as one
  * text at a time, up to float summation order. */
-static int embed_packed(struct sl_ctx *ctx, char *const *texts, size_t n, float *x,
+static int embed_packed(struct sl_ctx *ctx, char *const *texts, size_t n, float *x, int32_t *n_used,
                         sl_train_progress_fn progress, void *user, struct sl_err *err)
 {
     const struct sl_model *m = ctx->model;
@@ -918,6 +896,7 @@ static int embed_packed(struct sl_ctx *ctx, char *const *texts, size_t n, float 
         }
         if (pending && (k == 0 || (b.n_tokens + (int)nt <= ctx->params.n_batch && k < SL_KV_MAX_SEQ))) {
             for (int t = 0; t < (int)nt; t++) sl_batch_add(&b, toks[t], t, k, true);
+            if (n_used) n_used[i] = (int32_t)nt;
             cnt[k++] = (int)nt;
             i++;
             pending = false;
@@ -948,6 +927,12 @@ static int embed_packed(struct sl_ctx *ctx, char *const *texts, size_t n, float 
     free(toks);
     sl_batch_free(&b);
     return rc;
+}
+
+int sl_embed_text(struct sl_ctx *ctx, const char *text, float *out, int32_t *n_tokens, struct sl_err *err)
+{
+    char *one = (char *)text; /* embed_packed reads texts only */
+    return embed_packed(ctx, &one, 1, out, n_tokens, NULL, NULL, err);
 }
 
 int sl_embed_texts(struct sl_ctx *ctx, char *const *texts, size_t n, const char *cache_dir,
@@ -984,7 +969,7 @@ int sl_embed_texts(struct sl_ctx *ctx, char *const *texts, size_t n, const char 
         }
     }
 
-    if ((rc = embed_packed(ctx, texts, n, x, progress, user, err))) goto fail; /* decode error */
+    if ((rc = embed_packed(ctx, texts, n, x, NULL, progress, user, err))) goto fail; /* decode error */
     if (cache_dir) { /* best effort: a failed cache write is not an error */
         char tmp[4200];
         snprintf(tmp, sizeof tmp, "%s.tmp", path);

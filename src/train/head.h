@@ -63,6 +63,12 @@ int sl_head_init(struct sl_head *h, int32_t n_in, int32_t n_hidden, const char *
                  int32_t n_out, struct sl_err *err);
 void sl_head_free(struct sl_head *h);
 
+/* sl_head_init for a head on model m's embeddings (n_in = its n_embd),
+ * recording the model's name and hash and n_ctx, the tokens embedded per
+ * text (sl_classifier_init checks the first two against the model). */
+int sl_head_init_for_model(struct sl_head *h, const struct sl_model *m, int32_t n_hidden,
+                           const char *const *labels, int32_t n_out, int32_t n_ctx, struct sl_err *err);
+
 /* An ensemble out of k heads of one shape and labels (each one member; the
  * metadata comes from members[0]). Out must be freed; members are not
  * changed. */
@@ -89,10 +95,11 @@ int sl_head_load_gguf(struct sl_head *h, const struct sl_gguf *g, const char *pa
  * 64 evenly spaced offsets. */
 uint64_t sl_head_model_hash(const struct sl_model *m);
 
-/* Mean-pooled embedding of one text into out (E). ctx must have been made
- * with params.embeddings (no_logits advised) and n_batch >= the tokens used;
- * uses and clears sequence 0. */
-int sl_embed_text(struct sl_ctx *ctx, const char *text, float *out, struct sl_err *err);
+/* Mean-pooled embedding of one text into out (E), and the tokens it used
+ * (cut at n_batch and SL_HEAD_MAX_TOKENS) into *n_tokens (may be NULL). ctx
+ * must have been made with params.embeddings (no_logits advised); its KV
+ * cache is cleared before and after. */
+int sl_embed_text(struct sl_ctx *ctx, const char *text, float *out, int32_t *n_tokens, struct sl_err *err);
 
 /* Embeddings of n texts into *out (n, E), malloc'd. With cache_dir, reads
  * or writes the cache file (key: model hash + hash of the texts). */

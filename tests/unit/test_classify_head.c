@@ -119,7 +119,7 @@ static void classify_through_head_equals_the_head_applied_by_hand(void)
     int correct = 0;
     for (int i = 0; i < N_TOY; i++) {
         float emb[64], p[2];
-        T_OK(sl_embed_text(ectx, inputs[i], emb, &err), &err);
+        T_OK(sl_embed_text(ectx, inputs[i], emb, NULL, &err), &err);
         sl_head_classify(&h, emb, p);
         /* task label 0 = "card" = head class 1 */
         T_NEAR(res[i].probs[0], p[1], TOL_PROB);
@@ -138,7 +138,7 @@ static void classify_through_head_equals_the_head_applied_by_hand(void)
     T_OK(sl_classifier_set_temperature(c, 2.0f, &err), &err);
     T_OK(sl_classify(c, inputs[1], &one, &err), &err);
     float emb[64], p[2];
-    T_OK(sl_embed_text(ectx, inputs[1], emb, &err), &err);
+    T_OK(sl_embed_text(ectx, inputs[1], emb, NULL, &err), &err);
     sl_head_classify(&h, emb, p);
     double a = sqrt((double)p[1]), b = sqrt((double)p[0]);
     T_NEAR(one.probs[0], a / (a + b), TOL_PROB);

@@ -521,11 +521,9 @@ int cmd_distill(int argc, char **argv)
     if (sl_ctx_init(&ectx, sm, &cp, &err)) goto fail;
     if (cache) mkdir(cache, 0755);
     if (sl_embed_texts(ectx, in.v, in.n, cache, &x, on_train_progress, NULL, &err)) goto fail;
-    if (sl_head_init(&h, sm->hp.n_embd, (int32_t)hidden, (const char *const *)task->labels, (int32_t)L, &err))
+    if (sl_head_init_for_model(&h, sm, (int32_t)hidden, (const char *const *)task->labels, (int32_t)L,
+                               (int32_t)n_ctx, &err))
         goto fail;
-    h.source_name = strdup(sm->name ? sm->name : "");
-    h.source_hash = sl_head_model_hash(sm);
-    h.n_ctx = (int32_t)n_ctx;
     struct sl_head_train_params p = sl_head_train_default_params();
     p.n_hidden = (int32_t)hidden;
     p.epochs = (int32_t)epochs;

@@ -124,12 +124,9 @@ static int cmd_train_head(int argc, char **argv)
             m->name ? m->name : model, m->hp.n_embd);
     if (cache) mkdir(cache, 0755);
     if (sl_embed_texts(ctx, ex.text, ex.n, cache, &x, on_progress, "texts", &err)) goto fail;
-    if (sl_head_init(&h, m->hp.n_embd, (int32_t)hidden, (const char *const *)ex.labels, (int32_t)ex.n_labels,
-                     &err))
+    if (sl_head_init_for_model(&h, m, (int32_t)hidden, (const char *const *)ex.labels, (int32_t)ex.n_labels,
+                               (int32_t)n_ctx, &err))
         goto fail;
-    h.source_name = strdup(m->name ? m->name : "");
-    h.source_hash = sl_head_model_hash(m);
-    h.n_ctx = (int32_t)n_ctx;
     struct sl_head_train_params p = sl_head_train_default_params();
     p.n_hidden = (int32_t)hidden;
     p.epochs = (int32_t)epochs;
@@ -153,7 +150,8 @@ static int cmd_train_head(int argc, char **argv)
                 res[k].seconds);
     if (sl_head_save(&h, out, &err)) goto fail;
     fprintf(stderr, "wrote %s (%s head, %d labels", out, hidden ? "MLP" : "linear", h.n_out);
-    fprintf(stderr, members > 1 ? ", ensemble of %lld)\n" : ")\n", members);
+    if (members > 1) fprintf(stderr, ", ensemble of %lld", members);
+    fprintf(stderr, ")\n");
     if (test) {
         if (sl_examples_read(&tx, test, tf, lf, (const char *const *)ex.labels, ex.n_labels, &err)) goto fail;
         if (sl_embed_texts(ctx, tx.text, tx.n, cache, &tx_x, on_progress, "texts", &err)) goto fail;
