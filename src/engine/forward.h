@@ -65,6 +65,9 @@ struct sl_ctx {
     float *scores;  /* (threads, G, C) attention scores, G = n_head / n_head_kv */
     float *acc;     /* (threads, G, Dv) attention accumulators */
     int32_t *cells; /* (T) the KV cell of each entry */
+    float *rope_cs; /* (T, n_rot) cos/sin of the entries' positions (sl_op_rope_angles) */
+    float rope_base, rope_scale; /* what rope_cs was computed for, */
+    bool rope_valid;             /* in this batch */
     void *qbuf;     /* activations converted to a weight's dot type */
 
     /* outputs of the last sl_decode, in batch order of the flagged entries */

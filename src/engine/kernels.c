@@ -12,6 +12,7 @@
  */
 #include "kernels.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -308,6 +309,23 @@ void sl_fp32_to_fp16_row_ref(int64_t n, const float *x, uint16_t *y)
     for (int64_t i = 0; i < n; i++) y[i] = sl_fp32_to_fp16(x[i]);
 }
 
+void sl_silu_mul_ref(int64_t n, float *g, const float *u)
+{
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* GELU's tanh approximation as x sigmoid(2y) = x (1 + tanh y) / 2: the same
+ * function, without the cancellation in 1 + tanh y that zeroes it in float
+ * from x < -5 on */
+void sl_gelu_mul_ref(int64_t n, float *g, const float *u)
+{
+    const float c = 0.7978845608028654f; /* sqrt(2/pi) */
+    for (int64_t i = 0; i < n; i++) {
+        const float x = g[i], y = c * (x + 0.044715f * x * x * x);
+        g[i] = x / (1.0f + expf(-2.0f * y)) * u[i];
+    }
+}
+
 static const struct sl_kernels scalar = {
     .name = "scalar",
     .vec_dot =
@@ -322,6 +340,8 @@ static const struct sl_kernels scalar = {
     .dot_f16_f32 = sl_dot_f16_f32_ref,
     .axpy_f16 = sl_axpy_f16_ref,
     .fp32_to_fp16_row = sl_fp32_to_fp16_row_ref,
+    .silu_mul = sl_silu_mul_ref,
+    .gelu_mul = sl_gelu_mul_ref,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -361,6 +381,8 @@ static void resolve(struct sl_kernels *dst, const struct sl_kernels *src)
     if (!dst->dot_f16_f32) dst->dot_f16_f32 = scalar.dot_f16_f32;
     if (!dst->axpy_f16) dst->axpy_f16 = scalar.axpy_f16;
     if (!dst->fp32_to_fp16_row) dst->fp32_to_fp16_row = scalar.fp32_to_fp16_row;
+    if (!dst->silu_mul) dst->silu_mul = scalar.silu_mul;
+    if (!dst->gelu_mul) dst->gelu_mul = scalar.gelu_mul;
 }
 
 static void init_once(void)

@@ -5,7 +5,8 @@
  * (chosen once, at first use; SLUICE_CPU=scalar|avx2|avx512 forces one, and
  * a path the CPU cannot run falls back to the best one with a warning on
  * stderr). Every entry has a scalar reference twin (sl_vec_dot_ref and
- * sl_quantize_row_ref in quant.c, the sl_*_ref attention helpers below), and
+ * sl_quantize_row_ref in quant.c, the sl_*_ref attention and activation
+ * helpers below), and
  * tests/unit/test_kernels.c walks every path against it. See
  * docs/internals/kernels.md for the paths, the error budgets and why the
  * fast paths may differ from the references at all.
@@ -153,6 +154,12 @@ struct sl_kernels {
     float (*dot_f16_f32)(int64_t n, const uint16_t *k, const float *q); /* sum k[i] * q[i] */
     void (*axpy_f16)(int64_t n, float a, const uint16_t *v, float *acc); /* acc += a * v */
     void (*fp32_to_fp16_row)(int64_t n, const float *x, uint16_t *y);   /* round to nearest even */
+
+    /* the gated FFN (forward.c): g[i] = act(g[i]) * u[i] for i < n, act =
+     * SiLU x / (1 + e^-x) or GELU's tanh approximation; the SIMD paths use
+     * a polynomial exp (kernels/act_avx512.c) */
+    void (*silu_mul)(int64_t n, float *g, const float *u);
+    void (*gelu_mul)(int64_t n, float *g, const float *u);
 };
 
 /* The table for this process (see the header comment). Thread-safe. The
@@ -192,5 +199,7 @@ void sl_q8x4_from_q8_0(const struct sl_block_q8_0 *x, int64_t nb, int k, struct 
 float sl_dot_f16_f32_ref(int64_t n, const uint16_t *k, const float *q);
 void sl_axpy_f16_ref(int64_t n, float a, const uint16_t *v, float *acc);
 void sl_fp32_to_fp16_row_ref(int64_t n, const float *x, uint16_t *y);
+void sl_silu_mul_ref(int64_t n, float *g, const float *u); /* libm expf */
+void sl_gelu_mul_ref(int64_t n, float *g, const float *u); /* libm expf */
 
 #endif

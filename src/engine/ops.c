@@ -174,21 +174,29 @@ void sl_op_get_row(const struct sl_tensor *w, int64_t r, float *out)
     sl_dequantize_row(w->type, (const uint8_t *)w->data + (size_t)r * w->row_size, out, w->ne[0]);
 }
 
-void sl_op_rope(float *x, int n_rot, int32_t pos, float base, float scale, int neox,
-                const float *freq_div)
+void sl_op_rope_angles(float *cs, int n_rot, int32_t pos, float base, float scale, const float *freq_div)
 {
     int half = n_rot / 2;
     float theta_scale = powf(base, -2.0f / (float)n_rot);
     float theta = (float)pos * scale;
     for (int i = 0; i < half; i++) {
         float t = freq_div ? theta / freq_div[i] : theta;
-        float c = cosf(t), s = sinf(t);
+        cs[2 * i] = cosf(t);
+        cs[2 * i + 1] = sinf(t);
+        theta *= theta_scale;
+    }
+}
+
+void sl_op_rope_apply(float *x, int n_rot, const float *cs, int neox)
+{
+    int half = n_rot / 2;
+    for (int i = 0; i < half; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
         int a = neox ? i : 2 * i;
         int b = neox ? i + half : 2 * i + 1;
         float x0 = x[a], x1 = x[b];
         x[a] = x0 * c - x1 * s;
         x[b] = x0 * s + x1 * c;
-        theta *= theta_scale;
     }
 }
 
@@ -204,15 +212,4 @@ void sl_op_softmax(float *x, int n)
     }
     float inv = (float)(1.0 / sum);
     for (int i = 0; i < n; i++) x[i] *= inv;
-}
-
-float sl_op_silu(float x)
-{
-    return x / (1.0f + expf(-x));
-}
-
-float sl_op_gelu(float x)
-{
-    const float c = 0.7978845608028654f; /* sqrt(2/pi) */
-    return 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x)));
 }

@@ -29,13 +29,14 @@ size_t sl_matmul_qbuf_size(const struct sl_tensor *w);
 /* Row r of a weight, dequantized to float (n = ne[0] values). */
 void sl_op_get_row(const struct sl_tensor *w, int64_t r, float *out);
 
-/* Rotate the n_rot first dimensions of one head vector x (D values) for a
- * position: pairs (2i, 2i+1) or (i, i + n_rot/2). freq_div may be NULL. */
-void sl_op_rope(float *x, int n_rot, int32_t pos, float base, float scale, int neox,
-                const float *freq_div);
+/* RoPE in two steps, so that one position's angles serve every head:
+ * sl_op_rope_angles writes cos, sin of the n_rot / 2 angles of a position
+ * as n_rot floats (cos_0, sin_0, cos_1, ...; freq_div may be NULL), and
+ * sl_op_rope_apply rotates the n_rot first dimensions of one head vector x
+ * with them: pairs (2i, 2i+1), or (i, i + n_rot/2) when neox. */
+void sl_op_rope_angles(float *cs, int n_rot, int32_t pos, float base, float scale, const float *freq_div);
+void sl_op_rope_apply(float *x, int n_rot, const float *cs, int neox);
 
 void sl_op_softmax(float *x, int n);
-float sl_op_silu(float x);
-float sl_op_gelu(float x); /* tanh approximation */
 
 #endif

@@ -1606,6 +1606,8 @@ const struct sl_kernels sl_kernels_avx2 = {
     .dot_f16_f32 = dot_f16_f32,
     .axpy_f16 = axpy_f16,
     .fp32_to_fp16_row = fp32_to_fp16_row,
+    .silu_mul = sl_silu_mul_avx2,
+    .gelu_mul = sl_gelu_mul_avx2,
 };
 
 #endif /* x86 */

@@ -18,4 +18,28 @@ extern const struct sl_kernels sl_kernels_avx2;
 /* dot_avx512.c: AVX-512 F, BW, VL, VNNI (plus AVX2, FMA, F16C). */
 extern const struct sl_kernels sl_kernels_avx512;
 
+/* act_avx2.c, act_avx512.c: g[i] = act(g[i]) * u[i] (kernels.h silu_mul,
+ * gelu_mul), with this vector exp: */
+#define SL_EXP_LO (-87.3f) /* clamp: n = round(x log2 e) stays in [-126, 127] */
+#define SL_EXP_HI 88.0f
+#define SL_LOG2E 1.44269504088896341f
+#define SL_LN2_HI 0.693359375f /* ln 2 = HI + LO, HI with few mantissa bits */
+#define SL_LN2_LO (-2.12194440e-4f)
+#define SL_EXP_P0 1.9875691500e-4f /* Cephes expf: e^r ~ 1 + r + r^2 P(r) */
+#define SL_EXP_P1 1.3981999507e-3f
+#define SL_EXP_P2 8.3334519073e-3f
+#define SL_EXP_P3 4.1665795894e-2f
+#define SL_EXP_P4 1.6666665459e-1f
+#define SL_EXP_P5 5.0000001201e-1f
+#define SL_GELU_C 0.7978845608028654f /* sqrt(2 / pi) */
+#define SL_GELU_A 0.044715f
+void sl_silu_mul_avx2(int64_t n, float *g, const float *u);
+void sl_gelu_mul_avx2(int64_t n, float *g, const float *u);
+void sl_silu_mul_avx512(int64_t n, float *g, const float *u);
+void sl_gelu_mul_avx512(int64_t n, float *g, const float *u);
+
+/* pack_avx2.c, pack_avx512.c: F16/BF16 panels (kernels.h pack_f16). */
+void sl_panel_pack_f16_avx2(const void *w, size_t w_stride, int nr, int64_t n, void *out);
+void sl_panel_pack_f16_avx512(const void *w, size_t w_stride, int nr, int64_t n, void *out);
+
 #endif
