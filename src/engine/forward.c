@@ -464,9 +464,9 @@ int sl_decode(struct sl_ctx *c, const struct sl_batch *b, struct sl_err *err)
                 memcpy(c->v + (size_t)t * nv, r + nq + nk, (size_t)nv * sizeof(float));
             }
         } else {
-            sl_op_matmul(pool, &L->wq, c->xb, c->q, T, c->qbuf);
-            sl_op_matmul(pool, &L->wk, c->xb, c->k, T, c->qbuf);
-            sl_op_matmul(pool, &L->wv, c->xb, c->v, T, c->qbuf);
+            const struct sl_tensor *w[] = {&L->wq, &L->wk, &L->wv};
+            float *y[] = {c->q, c->k, c->v};
+            sl_op_matmul_set(pool, 3, w, c->xb, y, T, c->qbuf);
         }
         add_bias(c->q, &L->bq, T, nq);
         add_bias(c->k, &L->bk, T, nk);
@@ -501,8 +501,9 @@ int sl_decode(struct sl_ctx *c, const struct sl_batch *b, struct sl_err *err)
                 memmove(c->hb + (size_t)t * F, c->hb + (size_t)t * 2 * F, (size_t)F * sizeof(float));
             }
         } else {
-            sl_op_matmul(pool, &L->gate, c->xb, c->hb, T, c->qbuf);
-            sl_op_matmul(pool, &L->up, c->xb, c->hb2, T, c->qbuf);
+            const struct sl_tensor *w[] = {&L->gate, &L->up};
+            float *y[] = {c->hb, c->hb2};
+            sl_op_matmul_set(pool, 2, w, c->xb, y, T, c->qbuf);
         }
         const struct sl_kernels *kn = sl_kernels();
         (hp->ffn_act == SL_FFN_GELU ? kn->gelu_mul : kn->silu_mul)((int64_t)T * F, c->hb, c->hb2);

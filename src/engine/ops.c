@@ -4,6 +4,7 @@
 #include "ops.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "kernels.h"
@@ -58,6 +59,10 @@ struct matmul_job {
     const struct sl_tensor *w;
     const uint8_t *q; /* T rows of activations, packed (mm) or in the dot type */
     size_t q_row;
+    /* how the activations get there: pack (panel or mm), else converted to
+     * dot_type (F32: used as they are) */
+    void (*pack)(const float *x, void *out, int64_t n);
+    int dot_type;
     float *y;
     int T, R, rows_per_item, n_row_items;
     sl_vec_dot_fn dot;
@@ -109,52 +114,105 @@ static void matmul_item(void *ctx, int item, int thread)
 }
 
 struct quant_job {
-    int type; /* dot type, when mm and panel are NULL */
-    const struct sl_mm *mm;
-    const struct sl_panel *panel;
+    const struct matmul_job *mj;
     const float *x;
-    int64_t n;
     uint8_t *q;
-    size_t q_row;
 };
 
 static void quant_item(void *ctx, int t, int thread)
 {
-    struct quant_job *j = ctx;
-    const float *x = j->x + (size_t)t * j->n;
-    uint8_t *q = j->q + (size_t)t * j->q_row;
+    const struct quant_job *j = ctx;
+    const int64_t n = j->mj->w->ne[0];
+    const float *x = j->x + (size_t)t * n;
+    uint8_t *q = j->q + (size_t)t * j->mj->q_row;
     (void)thread;
-    if (j->panel) j->panel->pack(x, q, j->n);
-    else if (j->mm) j->mm->pack(x, q, j->n);
-    else sl_kernels()->quantize_row(j->type, x, q, j->n);
+    if (j->mj->pack) j->mj->pack(x, q, n);
+    else sl_kernels()->quantize_row(j->mj->dot_type, x, q, n);
+}
+
+/* The job of y (T, R) = x . w^T, with its activations going to qbuf, and
+ * its items: ~4 row chunks per thread for balance (fewer when the token
+ * chunks already give every thread work), rounded up to 16 rows. */
+static struct matmul_job plan(const struct sl_tensor *w, float *y, int T, void *qbuf, int nth)
+{
+    const struct sl_type_traits *tr = sl_type_traits((uint32_t)w->type);
+    const int64_t n = w->ne[0];
+    const int R = (int)w->ne[1];
+    const struct sl_panel *pn = panel_for(w);
+    const struct sl_mm *mm = pn ? NULL : mm_for(w, T);
+    struct matmul_job mj = {.w = w, .q = qbuf, .y = y, .T = T, .R = R, .dot = sl_kernels()->vec_dot[w->type],
+                            .mm = mm, .panel = pn, .dot_type = tr->dot_type};
+    mj.pack = pn ? pn->pack : mm ? mm->pack : NULL;
+    mj.q_row = pn ? pn->act_size(n) : mm ? mm->act_size(n) : sl_row_size(tr->dot_type, n);
+    const int n_tok_items = (T + MM_TOKENS - 1) / MM_TOKENS;
+    const int want = SL_MAX(1, nth * 4 / n_tok_items);
+    mj.rows_per_item = SL_MAX(16, (R / want + 15) / 16 * 16);
+    mj.n_row_items = (R + mj.rows_per_item - 1) / mj.rows_per_item;
+    return mj;
+}
+
+/* x as mj wants it: into its qbuf, or x itself for float dot products */
+static void prepare(struct sl_pool *pool, struct matmul_job *mj, const float *x)
+{
+    if (!mj->pack && mj->dot_type == SL_TYPE_F32) {
+        mj->q = (const uint8_t *)x;
+        return;
+    }
+    struct quant_job qj = {mj, x, (uint8_t *)mj->q};
+    sl_pool_run(pool, quant_item, &qj, mj->T);
+}
+
+static int n_items(const struct matmul_job *mj)
+{
+    return mj->n_row_items * ((mj->T + MM_TOKENS - 1) / MM_TOKENS);
 }
 
 void sl_op_matmul(struct sl_pool *pool, const struct sl_tensor *w, const float *x, float *y, int T,
                   void *qbuf)
 {
     if (T <= 0) return; /* e.g. a batch where no entry wants logits */
-    const struct sl_type_traits *tr = sl_type_traits((uint32_t)w->type);
-    const int64_t n = w->ne[0];
-    const int R = (int)w->ne[1];
-    const struct sl_panel *pn = panel_for(w);
-    const struct sl_mm *mm = pn ? NULL : mm_for(w, T);
-    struct matmul_job mj = {.w = w, .q = qbuf, .y = y, .T = T, .R = R,
-                            .dot = sl_kernels()->vec_dot[w->type], .mm = mm, .panel = pn};
-    mj.q_row = pn ? pn->act_size(n) : mm ? mm->act_size(n) : sl_row_size(tr->dot_type, n);
-    if (!pn && !mm && tr->dot_type == SL_TYPE_F32) {
-        mj.q = (const uint8_t *)x; /* use the activations as they are */
-    } else {
-        struct quant_job qj = {tr->dot_type, mm, pn, x, n, qbuf, mj.q_row};
-        sl_pool_run(pool, quant_item, &qj, T);
-    }
+    struct matmul_job mj = plan(w, y, T, qbuf, sl_pool_n_threads(pool));
+    prepare(pool, &mj, x);
+    sl_pool_run(pool, matmul_item, &mj, n_items(&mj));
+}
+
+struct matmul_set {
+    struct matmul_job j[SL_MATMUL_SET_MAX];
+    int first[SL_MATMUL_SET_MAX + 1]; /* item numbers of j[k]: [first[k], first[k + 1]) */
+};
+
+static void set_item(void *ctx, int item, int thread)
+{
+    const struct matmul_set *s = ctx;
+    int k = 0;
+    while (item >= s->first[k + 1]) k++;
+    matmul_item((void *)&s->j[k], item - s->first[k], thread);
+}
+
+void sl_op_matmul_set(struct sl_pool *pool, int count, const struct sl_tensor *const *w, const float *x,
+                      float *const *y, int T, void *qbuf)
+{
+    if (T <= 0 || count <= 0) return;
+    struct matmul_set s;
     const int nth = sl_pool_n_threads(pool);
-    const int n_tok_items = (T + MM_TOKENS - 1) / MM_TOKENS;
-    /* ~4 row chunks per thread for balance (fewer when the token chunks
-     * already give every thread work), rounded up to 16 rows */
-    const int want = SL_MAX(1, nth * 4 / n_tok_items);
-    mj.rows_per_item = SL_MAX(16, (R / want + 15) / 16 * 16);
-    mj.n_row_items = (R + mj.rows_per_item - 1) / mj.rows_per_item;
-    sl_pool_run(pool, matmul_item, &mj, mj.n_row_items * n_tok_items);
+    bool shared = count <= SL_MATMUL_SET_MAX;
+    for (int k = 0; shared && k < count; k++) {
+        s.j[k] = plan(w[k], y[k], T, qbuf, nth);
+        const struct matmul_job *a = &s.j[0], *b = &s.j[k];
+        shared = a->w->ne[0] == b->w->ne[0] && a->pack == b->pack && a->q_row == b->q_row &&
+                 (a->pack || a->dot_type == b->dot_type);
+    }
+    if (!shared) { /* the activations differ in form: one product at a time */
+        for (int k = 0; k < count; k++) sl_op_matmul(pool, w[k], x, y[k], T, qbuf);
+        return;
+    }
+    prepare(pool, &s.j[0], x);
+    s.first[0] = 0;
+    for (int k = 0; k < count; k++) {
+        s.j[k].q = s.j[0].q;
+        s.first[k + 1] = s.first[k] + n_items(&s.j[k]);
+    }
+    sl_pool_run(pool, set_item, &s, s.first[count]);
 }
 
 void sl_op_get_row(const struct sl_tensor *w, int64_t r, float *out)

@@ -26,6 +26,16 @@ void sl_op_matmul(struct sl_pool *pool, const struct sl_tensor *w, const float *
                   void *qbuf);
 size_t sl_matmul_qbuf_size(const struct sl_tensor *w);
 
+/* y[k] = x . w[k]^T for count (<= SL_MATMUL_SET_MAX) weights that read the
+ * same activations (q, k, v; gate, up): x is converted once when every
+ * w[k] takes it in the same form, and all the products run as one pool
+ * job, so a thread that runs out of one weight's rows goes on to the
+ * next weight's instead of waiting at a barrier. Otherwise (e.g. a Q6_K v
+ * beside Q5_0 q and k) it is sl_op_matmul once per weight. */
+#define SL_MATMUL_SET_MAX 3
+void sl_op_matmul_set(struct sl_pool *pool, int count, const struct sl_tensor *const *w, const float *x,
+                      float *const *y, int T, void *qbuf);
+
 /* Row r of a weight, dequantized to float (n = ne[0] values). */
 void sl_op_get_row(const struct sl_tensor *w, int64_t r, float *out);
 

@@ -4,9 +4,7 @@
  * sl_silu_mul_ref and sl_gelu_mul_ref included, against the functions
  * computed in double: odd lengths (the masked tails),
  * random values over the range a model's gate projection produces, values
- * at and past the exp clamp, zeros and NaN. Also RoPE in two steps
- * (sl_op_rope_angles + sl_op_rope_apply) against a direct rotation in
- * double.
+ * at and past the exp clamp, zeros and NaN.
  *
  * Budget: |got - want| <= SL_TOL_ACT_REL (1 + |z|) |want| + SL_TOL_ACT_ABS
  * |x u|, with z the argument of exp (-x, or -2y): a float z is off by an
@@ -26,7 +24,6 @@
 #include <string.h>
 
 #include "engine/kernels.h"
-#include "engine/ops.h"
 #include "test.h"
 
 #define SL_TOL_ACT_REL 2e-6
@@ -130,38 +127,10 @@ static void test_act_nan(void)
     }
 }
 
-/* The two-step RoPE against the rotation computed in double, for both
- * pair layouts, with and without frequency divisors. */
-static void test_rope_two_steps(void)
-{
-    enum { NR = 64, D = 80 };
-    float freq[NR / 2];
-    for (int i = 0; i < NR / 2; i++) freq[i] = 1.0f + 0.25f * (float)i;
-    for (int neox = 0; neox < 2; neox++)
-        for (int fd = 0; fd < 2; fd++)
-            for (int pos = 0; pos < 3000; pos += 997) {
-                float cs[NR], x[D], x0[D];
-                unsigned s = (unsigned)(pos + 10 * neox + fd);
-                for (int i = 0; i < D; i++) x0[i] = x[i] = frand(&s, -2.0f, 2.0f);
-                sl_op_rope_angles(cs, NR, pos, 10000.0f, 0.5f, fd ? freq : NULL);
-                sl_op_rope_apply(x, NR, cs, neox);
-                for (int i = 0; i < NR / 2; i++) {
-                    const double th = pos * 0.5 * pow(10000.0, -2.0 * i / NR) / (fd ? freq[i] : 1.0);
-                    const int a = neox ? i : 2 * i, b = neox ? i + NR / 2 : 2 * i + 1;
-                    /* the float angle drifts from the double one by ~1e-7 x theta */
-                    const double tol = 1e-6 * (1.0 + th) * 4.0;
-                    T_NEAR(x[a], x0[a] * cos(th) - x0[b] * sin(th), tol);
-                    T_NEAR(x[b], x0[a] * sin(th) + x0[b] * cos(th), tol);
-                }
-                for (int i = NR; i < D; i++) T_TRUE(x[i] == x0[i]); /* past n_rot: untouched */
-            }
-}
-
 int main(void)
 {
     verbose = getenv("SL_TEST_VERBOSE") != NULL;
     T_RUN(test_act_paths);
     T_RUN(test_act_nan);
-    T_RUN(test_rope_two_steps);
     return t_done();
 }
