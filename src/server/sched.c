@@ -50,6 +50,7 @@ struct slot {
 struct sl_sched {
     const struct sl_model *model;
     struct sl_sched_params p;
+    int32_t max_out;     /* logit rows per step (p.max_outputs, resolved) */
     struct sl_ctx *ctx;  /* generation */
     struct sl_ctx *ectx; /* embeddings (no vocabulary head), or NULL */
     struct sl_ctx *tctx; /* task jobs, made on first use, or NULL */
@@ -526,6 +527,7 @@ static void step(struct sl_sched *s)
         if (!sl->job || !sl->prefill) continue;
         struct sl_job *j = sl->job;
         int32_t k = SL_MIN(j->n_prompt - sl->n_past, b->cap - b->n_tokens);
+        if (j->prompt_logprobs) k = SL_MIN(k, s->max_out - n_out); /* each one an output row */
         sl->out_first = n_out;
         for (int32_t t = 0; t < k; t++) {
             int32_t pos = sl->n_past + t;
@@ -733,6 +735,10 @@ int sl_sched_init(struct sl_sched **out, const struct sl_model *m, const struct 
     if (!(s = calloc(1, sizeof *s))) return sl_err_set(err, SL_ENOMEM, "sched: out of memory");
     s->model = m;
     s->p = *p;
+    s->max_out = p->max_outputs > 0 ? p->max_outputs
+                                    : (int32_t)SL_MIN((size_t)INT32_MAX, SL_SCHED_LOGITS_BYTES / sizeof(float) /
+                                                                             (size_t)SL_MAX(m->hp.n_vocab, 1));
+    s->max_out = SL_MAX(s->max_out, p->n_slots + 1); /* every decoding slot, and progress */
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     if (!(s->slots = calloc((size_t)p->n_slots, sizeof *s->slots))) {

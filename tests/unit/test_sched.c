@@ -304,6 +304,27 @@ static void sched_echo_scores_the_prompt_like_a_plain_forward_pass(void)
         T_EQ_INT(j0.prompt_lp[i].n_top, 0);
     }
     sl_job_free(&j0);
+
+    /* logits bounded to 3 rows per step: 24 prompt tokens take 8 steps or
+     * more, and score the same */
+    struct sl_sched *s3;
+    sp.max_outputs = 3;
+    T_OK(sl_sched_init(&s3, model, &sp, &err), &err);
+    struct sl_job j3;
+    memset(&j3, 0, sizeof j3);
+    j3.prompt = p;
+    j3.n_prompt = P;
+    j3.prompt_logprobs = true;
+    j3.sampling = sl_sampler_default_params();
+    T_OK(sl_job_init(&j3, &err), &err);
+    T_OK(sl_sched_submit(s3, &j3, &err), &err);
+    wait_done(s3, &j3);
+    T_EQ_INT(j3.rc, 0);
+    T_TRUE(atomic_load(&sl_sched_stats(s3)->n_steps) >= P / 3);
+    for (int i = 1; i < P; i++) T_NEAR(j3.prompt_lp[i].logprob, j.prompt_lp[i].logprob, 1e-4);
+    sl_job_free(&j3);
+    sl_sched_free(s3);
+
     sl_batch_free(&b);
     sl_ctx_free(ctx);
     sl_job_free(&j);
