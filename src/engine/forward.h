@@ -77,6 +77,18 @@ struct sl_ctx {
     float *embd;    /* (n_outputs, E) after the final norm, if params.embeddings */
 };
 
+/* What the logits of one decode should take at most: 16 MiB. Callers that
+ * want many output rows (prompt scoring, label scoring) split their
+ * batches so: a 512-token echo on a 152k vocabulary would hold 297 MiB. */
+#define SL_LOGITS_STEP_BYTES (16u << 20)
+
+/* Output rows of m that fit SL_LOGITS_STEP_BYTES (at least 1). */
+static inline int32_t sl_logit_rows(const struct sl_model *m)
+{
+    const size_t rows = SL_LOGITS_STEP_BYTES / sizeof(float) / (size_t)(m->hp.n_vocab > 0 ? m->hp.n_vocab : 1);
+    return rows < 1 ? 1 : rows > INT32_MAX ? INT32_MAX : (int32_t)rows;
+}
+
 /* Final hidden state (after the output norm) of the i-th output entry of
  * the last decode (E floats), or NULL without params.embeddings. */
 const float *sl_ctx_embd(const struct sl_ctx *ctx, int32_t i);

@@ -735,10 +735,8 @@ int sl_sched_init(struct sl_sched **out, const struct sl_model *m, const struct 
     if (!(s = calloc(1, sizeof *s))) return sl_err_set(err, SL_ENOMEM, "sched: out of memory");
     s->model = m;
     s->p = *p;
-    s->max_out = p->max_outputs > 0 ? p->max_outputs
-                                    : (int32_t)SL_MIN((size_t)INT32_MAX, SL_SCHED_LOGITS_BYTES / sizeof(float) /
-                                                                             (size_t)SL_MAX(m->hp.n_vocab, 1));
-    s->max_out = SL_MAX(s->max_out, p->n_slots + 1); /* every decoding slot, and progress */
+    s->max_out = SL_MAX(p->max_outputs > 0 ? p->max_outputs : sl_logit_rows(m),
+                        p->n_slots + 1); /* every decoding slot, and progress */
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->wake, NULL);
     if (!(s->slots = calloc((size_t)p->n_slots, sizeof *s->slots))) {

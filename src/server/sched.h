@@ -65,15 +65,9 @@ struct sl_sched_params {
     int pooling;         /* enum sl_pooling */
     int n_threads;
     /* logit rows per forward pass (echo + logprobs scores every prompt
-     * token, V floats each): at least n_slots + 1; 0 = as many as
-     * SL_SCHED_LOGITS_BYTES holds */
+     * token, V floats each): at least n_slots + 1; 0 = sl_logit_rows */
     int32_t max_outputs;
 };
-
-/* What the logits of one forward pass may take by default: 16 MiB, so an
- * echo request on a 152k vocabulary scores 27 prompt tokens per step
- * instead of holding 297 MiB for 512. */
-#define SL_SCHED_LOGITS_BYTES (16u << 20)
 
 /* One generated (or, for echo, prompt) token with its raw log-probabilities. */
 struct sl_tok_out {

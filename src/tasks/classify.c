@@ -45,6 +45,7 @@ struct sl_classifier {
     int32_t *cache;   /* (n_cache) tokens held on seq 0 */
     size_t n_cache;
     struct sl_batch batch;
+    int32_t max_out;  /* output rows per decode (sl_logit_rows) */
     /* through a head (task.head_path) */
     struct sl_head *hd;    /* owned, or NULL: label scoring */
     struct sl_ctx *ectx;   /* owned embeddings context on ctx's model */
@@ -366,6 +367,7 @@ int sl_classifier_init(struct sl_classifier **out, struct sl_ctx *ctx,
     c->task.head_path = NULL; /* the path is not kept: the head is */
     if (task->head_path && (rc = head_open(c, task->head_path, err))) goto fail; /* bad head */
     if (sl_batch_init(&c->batch, ctx->params.n_batch)) goto oom; /* allocation failure */
+    c->max_out = sl_logit_rows(ctx->model);
     sl_kv_seq_rm(&ctx->kv, -1, 0, -1);
     *out = c;
     return 0;
@@ -617,7 +619,8 @@ static int push(struct sl_classifier *c, struct flush_state *fs, int32_t tok, in
                 int seq, const struct tag *t, struct sl_err *err)
 {
     int rc;
-    if (c->batch.n_tokens == c->batch.cap && (rc = flush(c, fs, err))) return rc;
+    if ((c->batch.n_tokens == c->batch.cap || (t && fs->n_tags >= (size_t)c->max_out)) && (rc = flush(c, fs, err)))
+        return rc; /* decode error */
     sl_batch_add(&c->batch, tok, pos, seq, t != NULL);
     if (t && add_tag(fs, *t)) return sl_err_set(err, SL_ENOMEM, "classify: out of memory");
     return 0;

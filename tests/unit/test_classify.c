@@ -36,6 +36,24 @@ static struct sl_model *synth_model(void)
     return m;
 }
 
+/* The tiny model with a 65,536-token vocabulary: 64 rows of its logits fill
+ * SL_LOGITS_STEP_BYTES. */
+static struct sl_model *wide_vocab_model(void)
+{
+    static struct sl_model *m;
+    if (!m) {
+        struct sl_synth_params p = sl_synth_default_params();
+        struct sl_err err = {0};
+        const char *path = t_tmp_path("classify_wide_vocab.gguf");
+        p.type = SL_TYPE_Q8_0;
+        p.n_vocab = 65536;
+        p.seed = 5;
+        T_OK(sl_synth_write(&p, path, NULL, NULL, &err), &err);
+        T_OK(sl_model_load(&m, path, true, &err), &err);
+    }
+    return m;
+}
+
 /* A random-weight llama carrying GPT-2's BPE vocabulary; NULL without assets. */
 static struct sl_model *bpe_model(void)
 {
@@ -131,6 +149,7 @@ static void check_against_alone(const struct sl_model *m, struct sl_classify_tas
     if (!c) goto out;
     struct sl_classify_result *res = calloc(n_inputs, sizeof *res);
     T_OK(sl_classify_batch(c, inputs, n_inputs, res, &err), &err);
+    T_TRUE(ctx->cap_outputs <= sl_logit_rows(m)); /* logits memory stays bounded */
     bool ok = res[0].probs != NULL;
     for (size_t i = 0; i < n_inputs && ok; i++) {
         char *prompt = NULL;
@@ -188,6 +207,27 @@ static void small_batches_and_many_labels_give_the_same_scores(void)
     t.mode = SL_PROMPT_PLAIN;
     const char *inputs[] = {"abc", "defgh"};
     check_against_alone(m, &t, inputs, 2, 16); /* n_batch 16: flushes mid-prompt and mid-label */
+}
+
+/* 40 labels of ~9 tokens are ~400 logit rows; on a 65,536-token
+ * vocabulary (64 rows per decode) they go in seven decodes or more. */
+static void many_label_tokens_on_a_wide_vocabulary_score_in_bounded_steps(void)
+{
+    struct sl_model *m = wide_vocab_model();
+    if (!m) return;
+    T_EQ_INT(sl_logit_rows(m), 64);
+    char names[40][32];
+    const char *labels[40];
+    for (int i = 0; i < 40; i++) {
+        snprintf(names[i], sizeof names[i], "label%d-%s", i, i % 3 ? "yes" : "n");
+        labels[i] = names[i];
+    }
+    struct sl_classify_task t = sl_classify_default_task();
+    t.labels = labels;
+    t.n_labels = 40;
+    t.mode = SL_PROMPT_PLAIN;
+    const char *inputs[] = {"abc"};
+    check_against_alone(m, &t, inputs, 1, 512);
 }
 
 static void batch_of_inputs_equals_one_by_one(void)
@@ -371,6 +411,7 @@ int main(void)
     T_RUN(temperature_flattens_probabilities);
     T_RUN(label_scores_equal_full_recomputation);
     T_RUN(small_batches_and_many_labels_give_the_same_scores);
+    T_RUN(many_label_tokens_on_a_wide_vocabulary_score_in_bounded_steps);
     T_RUN(batch_of_inputs_equals_one_by_one);
     T_RUN(bad_tasks_are_rejected);
     T_RUN(cache_survives_someone_else_clearing_seq0);
