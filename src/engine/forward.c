@@ -141,12 +141,13 @@ int sl_ctx_init(struct sl_ctx **out, const struct sl_model *m, const struct sl_c
     c->hb2 = malloc(T * F * sizeof(float));
     const size_t G = (size_t)(hp->n_head / hp->n_head_kv); /* query heads per KV head */
     c->scores = malloc(nth * G * C * sizeof(float));
+    c->visible = malloc(nth * C * sizeof(int32_t));
     c->acc = malloc(nth * G * (size_t)hp->head_dim_v * sizeof(float));
     c->cells = malloc(T * sizeof(int32_t));
     c->rope_cs = malloc(T * (size_t)hp->n_rot * sizeof(float));
     c->qbuf = malloc(T * max_qbuf(m));
     if (!c->x || !c->xb || !c->xb2 || !c->q || !c->k || !c->v || (fused_qkv && !c->qkv) || !c->hb || !c->hb2 ||
-        !c->scores || !c->acc || !c->cells || !c->rope_cs || !c->qbuf) {
+        !c->scores || !c->visible || !c->acc || !c->cells || !c->rope_cs || !c->qbuf) {
         rc = sl_err_set(err, SL_ENOMEM, "ctx: out of memory for a batch of %zu", T);
         goto fail; /* allocation failure */
     }
@@ -173,6 +174,7 @@ void sl_ctx_free(struct sl_ctx *c)
     free(c->hb);
     free(c->hb2);
     free(c->scores);
+    free(c->visible);
     free(c->acc);
     free(c->cells);
     free(c->rope_cs);
@@ -214,36 +216,16 @@ static int32_t kv_cells_in_use(const struct sl_kv *kv)
     return n;
 }
 
-/* q . k for one cached key row (F16 or F32 cache); kt is the kernel
- * table, looked up once per attention item rather than once per cell. */
-static float kv_dot(const struct sl_kv *kv, const struct sl_kernels *kt, const void *k, const float *q, int n)
-{
-    float s = 0;
-    if (kv->type == SL_TYPE_F32) {
-        const float *kf = k;
-        for (int d = 0; d < n; d++) s += q[d] * kf[d];
-    } else {
-        s = kt->dot_f16_f32(n, k, q);
-    }
-    return s;
-}
-
-/* acc += w * v for one cached value row. */
-static void kv_axpy(const struct sl_kv *kv, const struct sl_kernels *kt, const void *v, float w, float *acc, int n)
-{
-    if (kv->type == SL_TYPE_F32) {
-        const float *vf = v;
-        for (int d = 0; d < n; d++) acc[d] += w * vf[d];
-    } else {
-        kt->axpy_f16(n, w, v, acc);
-    }
-}
-
-/* One (entry, KV head): softmax(q . K^T * scale) . V for each of the G
+/*
+ * One (entry, KV head): softmax(q . K^T * scale) . V for each of the G
  * query heads that share the KV head (GQA), over the cells this entry's
- * sequence can see, causal and (on local layers) windowed. Visibility and
- * the cell walk are shared by the G heads; each head's arithmetic is the
- * same, in the same order, as one head at a time. */
+ * sequence can see, causal and (on local layers) windowed. The visible
+ * cells are listed once; in an fp16 cache the scores of 16 cells come out
+ * of one block of converted key rows (attn_scores), each head's softmax
+ * numerators go through one vector exp over its row of scores, and the
+ * weighted sum of the value rows runs with the G heads' accumulators in
+ * registers over every cell (attn_pv).
+ */
 static void attn_item(void *ctx, int item, int thread)
 {
     struct attn_job *j = ctx;
@@ -256,42 +238,59 @@ static void attn_item(void *ctx, int item, int thread)
     const int32_t p = j->b->pos[t];
     const uint64_t mask = 1ull << j->b->seq_id[t];
     const float *q = c->q + (size_t)t * H * D + (size_t)kvh * G * D; /* G heads of D */
-    float *sc = c->scores + (size_t)thread * G * kv->n_cells;         /* (G, n) */
+    float *sc = c->scores + (size_t)thread * G * kv->n_cells;         /* (G, nv) */
+    int32_t *vis = c->visible + (size_t)thread * kv->n_cells;         /* (nv) */
     float *acc = c->acc + (size_t)thread * G * Dv;                    /* (G, Dv) */
     const float cap = hp->attn_softcap;
+    const bool f16 = kv->type != SL_TYPE_F32;
     const struct sl_kernels *kt = sl_kernels();
-    float mx[SL_ATTN_MAX_GROUP];
-    double sum[SL_ATTN_MAX_GROUP];
+    float mx[SL_ATTN_MAX_GROUP], sum[SL_ATTN_MAX_GROUP];
 
-    for (int g = 0; g < G; g++) mx[g] = -INFINITY, sum[g] = 0;
+    int32_t nv = 0;
     for (int32_t ci = 0; ci < n; ci++) {
         const int32_t cp = kv->pos[ci];
-        const bool visible = cp >= 0 && (kv->seq[ci] & mask) && cp <= p && (!j->L->swa || p - cp < hp->n_swa);
-        if (!visible) {
-            sc[ci] = -INFINITY; /* head 0's row marks the cells to skip */
-            continue;
-        }
-        const char *kr = (const char *)sl_kv_k(kv, j->il, ci) + (size_t)kvh * D * kv->elt;
-        for (int g = 0; g < G; g++) {
-            float s = kv_dot(kv, kt, kr, q + (size_t)g * D, D) * hp->attn_scale;
-            if (cap > 0) s = cap * tanhf(s / cap);
-            sc[(size_t)g * n + ci] = s;
-            if (s > mx[g]) mx[g] = s;
+        if (cp >= 0 && (kv->seq[ci] & mask) && cp <= p && (!j->L->swa || p - cp < hp->n_swa)) vis[nv++] = ci;
+    }
+    if (f16) {
+        const uint16_t *k0 = (const uint16_t *)sl_kv_k(kv, j->il, 0) + (size_t)kvh * D;
+        kt->attn_scores(nv, k0, (size_t)kv->n_embd_k, vis, q, G, D, hp->attn_scale, sc, mx);
+    } else {
+        for (int g = 0; g < G; g++) mx[g] = -INFINITY;
+        for (int32_t k = 0; k < nv; k++) {
+            const float *kf = (const float *)sl_kv_k(kv, j->il, vis[k]) + (size_t)kvh * D;
+            for (int g = 0; g < G; g++) {
+                float d = 0;
+                for (int i = 0; i < D; i++) d += q[(size_t)g * D + i] * kf[i];
+                const float v = d * hp->attn_scale;
+                sc[(size_t)g * nv + k] = v;
+                if (v > mx[g]) mx[g] = v;
+            }
         }
     }
-    for (int i = 0; i < G * Dv; i++) acc[i] = 0;
-    for (int32_t ci = 0; ci < n; ci++) {
-        if (sc[ci] == -INFINITY) continue;
-        const char *vr = (const char *)sl_kv_v(kv, j->il, ci) + (size_t)kvh * Dv * kv->elt;
+    if (cap > 0) /* soft-capping (gemma2) */
         for (int g = 0; g < G; g++) {
-            const float w = expf(sc[(size_t)g * n + ci] - mx[g]);
-            sum[g] += w;
-            kv_axpy(kv, kt, vr, w, acc + (size_t)g * Dv, Dv);
+            float *row = sc + (size_t)g * nv;
+            mx[g] = -INFINITY;
+            for (int32_t k = 0; k < nv; k++) {
+                row[k] = cap * tanhf(row[k] / cap);
+                if (row[k] > mx[g]) mx[g] = row[k];
+            }
+        }
+    for (int g = 0; g < G; g++) sum[g] = nv > 0 ? kt->exp_row(nv, sc + (size_t)g * nv, mx[g]) : 0.0f;
+    if (f16) {
+        const uint16_t *v0 = (const uint16_t *)sl_kv_v(kv, j->il, 0) + (size_t)kvh * Dv;
+        kt->attn_pv(nv, v0, (size_t)kv->n_embd_v, vis, sc, G, Dv, acc, (size_t)Dv);
+    } else {
+        for (int i = 0; i < G * Dv; i++) acc[i] = 0;
+        for (int32_t k = 0; k < nv; k++) {
+            const float *vf = (const float *)sl_kv_v(kv, j->il, vis[k]) + (size_t)kvh * Dv;
+            for (int g = 0; g < G; g++)
+                for (int d = 0; d < Dv; d++) acc[(size_t)g * Dv + d] += sc[(size_t)g * nv + k] * vf[d];
         }
     }
     for (int g = 0; g < G; g++) {
         float *o = c->att_out + (size_t)t * H * Dv + (size_t)(kvh * G + g) * Dv;
-        const float inv = sum[g] > 0 ? (float)(1.0 / sum[g]) : 0.0f;
+        const float inv = sum[g] > 0 ? 1.0f / sum[g] : 0.0f;
         for (int d = 0; d < Dv; d++) o[d] = acc[(size_t)g * Dv + d] * inv;
     }
 }

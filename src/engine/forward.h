@@ -63,6 +63,7 @@ struct sl_ctx {
     float *hb;      /* (T, F), or (T, 2F) for a fused gate/up (phi3) */
     float *hb2;     /* (T, F) */
     float *scores;  /* (threads, G, C) attention scores, G = n_head / n_head_kv */
+    int32_t *visible; /* (threads, C) the cells an attention item sees */
     float *acc;     /* (threads, G, Dv) attention accumulators */
     int32_t *cells; /* (T) the KV cell of each entry */
     float *rope_cs; /* (T, n_rot) cos/sin of the entries' positions (sl_op_rope_angles) */

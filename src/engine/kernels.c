@@ -326,6 +326,36 @@ void sl_gelu_mul_ref(int64_t n, float *g, const float *u)
     }
 }
 
+void sl_attn_scores_ref(int32_t nv, const uint16_t *k, size_t k_stride, const int32_t *cells, const float *q, int G,
+                        int64_t d, float scale, float *out, float *mx)
+{
+    for (int g = 0; g < G; g++) {
+        mx[g] = -INFINITY;
+        for (int32_t j = 0; j < nv; j++) {
+            const float s = sl_dot_f16_f32_ref(d, k + (size_t)cells[j] * k_stride, q + (size_t)g * d) * scale;
+            out[(size_t)g * nv + j] = s;
+            if (s > mx[g]) mx[g] = s;
+        }
+    }
+}
+
+void sl_attn_pv_ref(int32_t nv, const uint16_t *v, size_t v_stride, const int32_t *cells, const float *w, int G,
+                    int64_t dv, float *acc, size_t acc_stride)
+{
+    for (int g = 0; g < G; g++) {
+        float *a = acc + (size_t)g * acc_stride;
+        memset(a, 0, (size_t)dv * sizeof *a);
+        for (int32_t k = 0; k < nv; k++) sl_axpy_f16_ref(dv, w[(size_t)g * nv + k], v + (size_t)cells[k] * v_stride, a);
+    }
+}
+
+float sl_exp_row_ref(int64_t n, float *x, float mx)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += x[i] = expf(x[i] - mx);
+    return (float)s;
+}
+
 static const struct sl_kernels scalar = {
     .name = "scalar",
     .vec_dot =
@@ -342,6 +372,9 @@ static const struct sl_kernels scalar = {
     .fp32_to_fp16_row = sl_fp32_to_fp16_row_ref,
     .silu_mul = sl_silu_mul_ref,
     .gelu_mul = sl_gelu_mul_ref,
+    .attn_scores = sl_attn_scores_ref,
+    .attn_pv = sl_attn_pv_ref,
+    .exp_row = sl_exp_row_ref,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -383,6 +416,9 @@ static void resolve(struct sl_kernels *dst, const struct sl_kernels *src)
     if (!dst->fp32_to_fp16_row) dst->fp32_to_fp16_row = scalar.fp32_to_fp16_row;
     if (!dst->silu_mul) dst->silu_mul = scalar.silu_mul;
     if (!dst->gelu_mul) dst->gelu_mul = scalar.gelu_mul;
+    if (!dst->attn_scores) dst->attn_scores = scalar.attn_scores;
+    if (!dst->attn_pv) dst->attn_pv = scalar.attn_pv;
+    if (!dst->exp_row) dst->exp_row = scalar.exp_row;
 }
 
 static void init_once(void)

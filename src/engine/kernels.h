@@ -160,6 +160,20 @@ struct sl_kernels {
      * a polynomial exp (kernels/act_avx512.c) */
     void (*silu_mul)(int64_t n, float *g, const float *u);
     void (*gelu_mul)(int64_t n, float *g, const float *u);
+
+    /* attention (forward.c attn_item) for the G query heads of one KV head
+     * over the nv cells cells[0..nv) of the fp16 cache, the key (value)
+     * row of cell c at k + c * k_stride (v + c * v_stride): the scores
+     * out[g * nv + j] = scale * K(cells[j]) . q_g with q_g = q + g * d and
+     * their maximum mx[g] (-inf for nv = 0); acc_g =
+     * sum_j w[g * nv + j] * V(cells[j]) with acc_g = acc + g * acc_stride
+     * (dv values); and the softmax numerators x[i] = e^(x[i] - mx) (every
+     * x[i] <= mx, none -inf), returning their sum */
+    void (*attn_scores)(int32_t nv, const uint16_t *k, size_t k_stride, const int32_t *cells, const float *q, int G,
+                        int64_t d, float scale, float *out, float *mx);
+    void (*attn_pv)(int32_t nv, const uint16_t *v, size_t v_stride, const int32_t *cells, const float *w, int G,
+                    int64_t dv, float *acc, size_t acc_stride);
+    float (*exp_row)(int64_t n, float *x, float mx);
 };
 
 /* The table for this process (see the header comment). Thread-safe. The
@@ -201,5 +215,10 @@ void sl_axpy_f16_ref(int64_t n, float a, const uint16_t *v, float *acc);
 void sl_fp32_to_fp16_row_ref(int64_t n, const float *x, uint16_t *y);
 void sl_silu_mul_ref(int64_t n, float *g, const float *u); /* libm expf */
 void sl_gelu_mul_ref(int64_t n, float *g, const float *u); /* libm expf */
+void sl_attn_scores_ref(int32_t nv, const uint16_t *k, size_t k_stride, const int32_t *cells, const float *q, int G,
+                        int64_t d, float scale, float *out, float *mx);
+void sl_attn_pv_ref(int32_t nv, const uint16_t *v, size_t v_stride, const int32_t *cells, const float *w, int G,
+                    int64_t dv, float *acc, size_t acc_stride);
+float sl_exp_row_ref(int64_t n, float *x, float mx); /* libm expf, summed in double */
 
 #endif

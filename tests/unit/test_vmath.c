@@ -1,5 +1,18 @@
 /*
- * test_act.c - the gated FFN activation kernels (kernels.h silu_mul,
+ * test_vmath.c - the float vector-math kernels of every path this CPU runs
+ * (kernels/vmath_*.c and their scalar references in kernels.c).
+ *
+ * The attention group kernels (attn_scores, attn_pv, exp_row) against
+ * double: head sizes 1..300 (the masked tails; past 256 the AVX-512
+ * scores fall back to the reference), groups of 1..13 heads (past the
+ * register blocks of 6 and 3), 1..40 cells (16 at a time in the AVX-512
+ * scores) picked out of order from a cache with strides past the rows,
+ * accumulators left untouched outside their rows. Budgets: dot and pv are
+ * float sums, 1e-6 relative to the sum of |terms| (measured 1.9e-7 and
+ * 2.2e-7);
+ * exp_row 2e-6 (1 + |x - mx|) per value, its sum 1e-5.
+ *
+ * The gated FFN activation kernels (kernels.h silu_mul,
  * gelu_mul) of every path this CPU runs, the scalar references
  * sl_silu_mul_ref and sl_gelu_mul_ref included, against the functions
  * computed in double: odd lengths (the masked tails),
@@ -24,6 +37,7 @@
 #include <string.h>
 
 #include "engine/kernels.h"
+#include "engine/quant.h"
 #include "test.h"
 
 #define SL_TOL_ACT_REL 2e-6
@@ -127,10 +141,126 @@ static void test_act_nan(void)
     }
 }
 
+#define SL_TOL_ATTN_DOT 1e-6
+#define SL_TOL_EXP_SUM 1e-5
+
+/* attn_scores against double: nv cells picked out of a cache of 50 (out of
+ * order, repeated), key rows of stride d + 3, G heads of d values, scaled
+ * by 1/8; and each head's maximum */
+static void check_scores(const struct sl_kernels *kn, int nv, int d, int G, double *worst)
+{
+    enum { CELLS = 50, DMAX = 300, GMAX = 13, NV = 40 };
+    static uint16_t k[CELLS * (DMAX + 3)];
+    static float q[GMAX * DMAX], out[GMAX * NV + 1], mx[GMAX];
+    static int32_t cells[NV];
+    const size_t ks = (size_t)d + 3;
+    unsigned s = 31u * (unsigned)d + 7u * (unsigned)nv + (unsigned)G;
+    for (size_t i = 0; i < CELLS * ks; i++) k[i] = sl_fp32_to_fp16(frand(&s, -2.0f, 2.0f));
+    for (int i = 0; i < G * d; i++) q[i] = frand(&s, -1.0f, 1.0f);
+    for (int j = 0; j < nv; j++) cells[j] = (int32_t)((j * 29 + 3) % CELLS);
+    out[G * nv] = 1234.5f;
+    kn->attn_scores(nv, k, ks, cells, q, G, d, 0.125f, out, mx);
+    T_TRUE(out[G * nv] == 1234.5f); /* nothing past the (G, nv) block */
+    for (int g = 0; g < G; g++)
+        for (int j = 0; j < nv; j++) {
+            double want = 0, mag = 0;
+            for (int i = 0; i < d; i++) {
+                const double x = (double)sl_fp16_to_fp32(k[(size_t)cells[j] * ks + (size_t)i]) * q[g * d + i];
+                want += x;
+                mag += fabs(x);
+            }
+            T_NEAR(out[g * nv + j], 0.125 * want, SL_TOL_ATTN_DOT * 0.125 * mag);
+            *worst = fmax(*worst, fabs(out[g * nv + j] - 0.125 * want) / (0.125 * mag));
+        }
+    for (int g = 0; g < G; g++) { /* the maximum of what it wrote */
+        float m = -INFINITY;
+        for (int j = 0; j < nv; j++) m = fmaxf(m, out[g * nv + j]);
+        T_TRUE(mx[g] == m);
+    }
+}
+
+/* attn_pv against double: nv cells picked out of a cache of 50 (out of
+ * order, repeated), dv values of a row of stride dv + 3, G heads' weights
+ * (G, nv), accumulators with a stride past dv that must stay untouched */
+static void check_pv(const struct sl_kernels *kn, int nv, int dv, int G, double *worst)
+{
+    enum { CELLS = 50, DMAX = 300, GMAX = 13, AS = DMAX + 7 };
+    static uint16_t v[CELLS * (DMAX + 3)];
+    static float w[GMAX * 40], acc[GMAX * AS];
+    static int32_t cells[40];
+    const size_t vs = (size_t)dv + 3;
+    unsigned s = 17u * (unsigned)nv + 5u * (unsigned)dv + (unsigned)G;
+    for (size_t i = 0; i < CELLS * vs; i++) v[i] = sl_fp32_to_fp16(frand(&s, -2.0f, 2.0f));
+    for (int k = 0; k < nv; k++) cells[k] = (int32_t)((k * 37 + 11) % CELLS);
+    for (int i = 0; i < G * nv; i++) w[i] = frand(&s, 0.0f, 1.0f);
+    for (int i = 0; i < GMAX * AS; i++) acc[i] = 1234.5f;
+    kn->attn_pv(nv, v, vs, cells, w, G, dv, acc, AS);
+    for (int g = 0; g < G; g++)
+        for (int d = 0; d < AS; d++) {
+            if (d >= dv) {
+                T_TRUE(acc[g * AS + d] == 1234.5f);
+                continue;
+            }
+            double want = 0, mag = 0;
+            for (int k = 0; k < nv; k++) {
+                const double x = (double)w[g * nv + k] * sl_fp16_to_fp32(v[(size_t)cells[k] * vs + (size_t)d]);
+                want += x;
+                mag += fabs(x);
+            }
+            T_NEAR(acc[g * AS + d], want, SL_TOL_ATTN_DOT * mag + 1e-30);
+            if (mag > 0) *worst = fmax(*worst, fabs(acc[g * AS + d] - want) / mag);
+        }
+    for (int i = G * AS; i < GMAX * AS; i++) T_TRUE(acc[i] == 1234.5f); /* past the group */
+}
+
+static void check_exp_row(const struct sl_kernels *kn, int n)
+{
+    static float x[300], x0[300];
+    unsigned s = 7u * (unsigned)n;
+    float mx = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        x0[i] = x[i] = frand(&s, -90.0f, 5.0f);
+        mx = fmaxf(mx, x[i]);
+    }
+    const float sum = kn->exp_row(n, x, mx);
+    double want_sum = 0;
+    for (int i = 0; i < n; i++) {
+        const double e = exp((double)x0[i] - mx);
+        want_sum += e;
+        T_NEAR(x[i], e, SL_TOL_ACT_REL * (1.0 + fabs((double)x0[i] - mx)) * e + 1e-37);
+    }
+    T_NEAR(sum, want_sum, SL_TOL_EXP_SUM * want_sum);
+}
+
+static void test_attention_group_kernels(void)
+{
+    static const int ns[] = {1, 7, 16, 17, 33, 64, 80, 128, 300};
+    static const int groups[] = {1, 2, 5, 6, 7, 13};
+    static const int nvs[] = {1, 3, 16, 17, 40};
+    double worst_dot = 0, worst_pv = 0;
+    for (size_t p = 0; p < sizeof paths / sizeof *paths; p++) {
+        const struct sl_kernels *kn = sl_kernels_get(paths[p]);
+        if (!kn) continue;
+        T_TRUE(kn->attn_scores && kn->attn_pv && kn->exp_row);
+        for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+            for (size_t gi = 0; gi < sizeof groups / sizeof *groups; gi++) {
+                for (size_t vi = 0; vi < sizeof nvs / sizeof *nvs; vi++) {
+                    check_scores(kn, nvs[vi], ns[ni], groups[gi], &worst_dot);
+                    check_pv(kn, nvs[vi], ns[ni], groups[gi], &worst_pv);
+                }
+            }
+            check_exp_row(kn, ns[ni]);
+        }
+    }
+    if (verbose) fprintf(stderr, "     attention: scores worst %.2g, pv worst %.2g of the sum of |terms|\n", worst_dot,
+                         worst_pv);
+}
+
 int main(void)
 {
     verbose = getenv("SL_TEST_VERBOSE") != NULL;
     T_RUN(test_act_paths);
     T_RUN(test_act_nan);
+    T_RUN(test_attention_group_kernels);
     return t_done();
 }

@@ -1608,6 +1608,9 @@ const struct sl_kernels sl_kernels_avx2 = {
     .fp32_to_fp16_row = fp32_to_fp16_row,
     .silu_mul = sl_silu_mul_avx2,
     .gelu_mul = sl_gelu_mul_avx2,
+    .attn_scores = sl_attn_scores_avx2,
+    .attn_pv = sl_attn_pv_avx2,
+    .exp_row = sl_exp_row_avx2,
 };
 
 #endif /* x86 */

@@ -1454,6 +1454,9 @@ const struct sl_kernels sl_kernels_avx512 = {
     .fp32_to_fp16_row = fp32_to_fp16_row,
     .silu_mul = sl_silu_mul_avx512,
     .gelu_mul = sl_gelu_mul_avx512,
+    .attn_scores = sl_attn_scores_avx512,
+    .attn_pv = sl_attn_pv_avx512,
+    .exp_row = sl_exp_row_avx512,
 };
 
 #endif /* x86 */

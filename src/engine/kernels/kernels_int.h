@@ -18,8 +18,8 @@ extern const struct sl_kernels sl_kernels_avx2;
 /* dot_avx512.c: AVX-512 F, BW, VL, VNNI (plus AVX2, FMA, F16C). */
 extern const struct sl_kernels sl_kernels_avx512;
 
-/* act_avx2.c, act_avx512.c: g[i] = act(g[i]) * u[i] (kernels.h silu_mul,
- * gelu_mul), with this vector exp: */
+/* vmath_avx2.c, vmath_avx512.c: the FFN activations (kernels.h silu_mul,
+ * gelu_mul) and the attention's group kernels, with this vector exp: */
 #define SL_EXP_LO (-87.3f) /* clamp: n = round(x log2 e) stays in [-126, 127] */
 #define SL_EXP_HI 88.0f
 #define SL_LOG2E 1.44269504088896341f
@@ -37,6 +37,16 @@ void sl_silu_mul_avx2(int64_t n, float *g, const float *u);
 void sl_gelu_mul_avx2(int64_t n, float *g, const float *u);
 void sl_silu_mul_avx512(int64_t n, float *g, const float *u);
 void sl_gelu_mul_avx512(int64_t n, float *g, const float *u);
+void sl_attn_scores_avx2(int32_t nv, const uint16_t *k, size_t k_stride, const int32_t *cells, const float *q, int G,
+                         int64_t d, float scale, float *out, float *mx);
+void sl_attn_scores_avx512(int32_t nv, const uint16_t *k, size_t k_stride, const int32_t *cells, const float *q,
+                           int G, int64_t d, float scale, float *out, float *mx);
+void sl_attn_pv_avx2(int32_t nv, const uint16_t *v, size_t v_stride, const int32_t *cells, const float *w, int G,
+                     int64_t dv, float *acc, size_t acc_stride);
+void sl_attn_pv_avx512(int32_t nv, const uint16_t *v, size_t v_stride, const int32_t *cells, const float *w,
+                       int G, int64_t dv, float *acc, size_t acc_stride);
+float sl_exp_row_avx2(int64_t n, float *x, float mx);
+float sl_exp_row_avx512(int64_t n, float *x, float mx);
 
 /* pack_avx2.c, pack_avx512.c: F16/BF16 panels (kernels.h pack_f16). */
 void sl_panel_pack_f16_avx2(const void *w, size_t w_stride, int nr, int64_t n, void *out);
