@@ -46,6 +46,8 @@ done
 expect 1 "out of range" -- "$S" logits -m "$T/tiny.gguf" --tokens 1,999999 --out "$T/l.f32"
 expect 2 "comma-separated" -- "$S" logits -m "$T/tiny.gguf" --tokens 1,x --out "$T/l.f32"
 expect 2 "unknown template" -- "$S" run -m "$T/tiny.gguf" -p hi --chat-template nosuch
+expect 2 "-d: bad list" -- "$S" bench -m "$T/tiny.gguf" -d 1,x
+expect 2 "-c 8 is shorter" -- "$S" bench -m "$T/tiny.gguf" -p 0 -n 4 -d 16 -c 8
 expect 1 "chat template" -- "$S" run -m "$T/tiny.gguf" -p hi --chat
 expect 1 "implausible header|too short" -- "$S" convert --llama2c "$T/text.gguf" --tokenizer "$T/text.gguf" -o "$T/o.gguf"
 

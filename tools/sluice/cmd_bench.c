@@ -32,9 +32,11 @@
 #include "engine/model.h"
 
 static const char *usage_text =
-    "usage: sluice bench -m MODEL.gguf [-p 64,512] [-n 128] [-t 1,2] [-r 3] [-c N] [--json FILE]\n"
+    "usage: sluice bench -m MODEL.gguf [-p 64,512] [-n 128] [-d 0] [-t 1,2] [-r 3] [-c N] [--json FILE]\n"
     "  -p LIST   prompt lengths (pp tests), comma-separated; 0 to skip\n"
     "  -n LIST   generation lengths (tg tests); 0 to skip\n"
+    "  -d LIST   depths: tokens already in the KV cache when a test starts (default 0;\n"
+    "            filled untimed before each run), to see attention grow with context\n"
     "  -t LIST   thread counts (default: 1 and all cores)\n"
     "  -r N      repetitions (default 3), after one warm-up run\n"
     "  -c N      context size (KV cells) of the runs (default: the longest test)\n"
@@ -215,27 +217,37 @@ static struct run_stat summarize(const double *v, int n)
     return s;
 }
 
-/* tokens/s of one pp (n_pp > 0) or tg (n_tg > 0) run. */
-static int run_once(struct sl_ctx *ctx, struct sl_batch *b, int n_pp, int n_tg, double *tps,
+/* tokens/s of one pp (n_pp > 0) or tg (n_tg > 0) run, after depth tokens
+ * put into the KV cache untimed (in batches of b->cap). */
+static int run_once(struct sl_ctx *ctx, struct sl_batch *b, int depth, int n_pp, int n_tg, double *tps,
                     struct sl_err *err)
 {
     int32_t V = ctx->model->hp.n_vocab;
+    int rc = 0;
     sl_kv_clear(&ctx->kv);
+    for (int i = 0; i < depth && !rc; i += b->cap) {
+        const int n = SL_MIN(b->cap, depth - i);
+        sl_batch_clear(b);
+        for (int j = 0; j < n; j++) sl_batch_add(b, (int32_t)(((i + j) * 7919 + 5) % V), i + j, 0, j == n - 1);
+        rc = sl_decode(ctx, b, err);
+    }
+    if (rc) return rc;
     if (n_pp > 0) {
         sl_batch_clear(b);
-        for (int i = 0; i < n_pp; i++) sl_batch_add(b, (int32_t)((i * 7919 + 1) % V), i, 0, i == n_pp - 1);
+        for (int i = 0; i < n_pp; i++)
+            sl_batch_add(b, (int32_t)((i * 7919 + 1) % V), depth + i, 0, i == n_pp - 1);
         double t0 = now_s();
-        int rc = sl_decode(ctx, b, err);
+        rc = sl_decode(ctx, b, err);
         *tps = n_pp / (now_s() - t0);
         return rc;
     }
     sl_batch_clear(b);
-    sl_batch_add(b, 1 % V, 0, 0, true);
-    int rc = sl_decode(ctx, b, err);
+    sl_batch_add(b, 1 % V, depth, 0, true);
+    rc = sl_decode(ctx, b, err);
     double t0 = now_s();
     for (int i = 0; i < n_tg && !rc; i++) {
         sl_batch_clear(b);
-        sl_batch_add(b, (int32_t)((i * 7919 + 3) % V), i + 1, 0, true);
+        sl_batch_add(b, (int32_t)((i * 7919 + 3) % V), depth + i + 1, 0, true);
         rc = sl_decode(ctx, b, err);
     }
     *tps = n_tg / (now_s() - t0);
@@ -244,13 +256,14 @@ static int run_once(struct sl_ctx *ctx, struct sl_batch *b, int n_pp, int n_tg, 
 
 int cmd_bench(int argc, char **argv)
 {
-    const char *model_path = NULL, *pp_s = "64,512", *tg_s = "128", *th_s = NULL, *json_path = NULL;
+    const char *model_path = NULL, *pp_s = "64,512", *tg_s = "128", *d_s = "0", *th_s = NULL, *json_path = NULL;
     long long reps = 3, n_ctx = 0;
     bool no_bw = false;
     const struct cli_opt opts[] = {
         {"-m", "--model", CLI_STR, &model_path, 0, 0},
         {"-p", "--n-prompt", CLI_STR, &pp_s, 0, 0},
         {"-n", "--n-gen", CLI_STR, &tg_s, 0, 0},
+        {"-d", "--depth", CLI_STR, &d_s, 0, 0},
         {"-t", "--threads", CLI_STR, &th_s, 0, 0},
         {"-r", "--reps", CLI_INT, &reps, 1, 100},
         {"-c", "--ctx-size", CLI_INT, &n_ctx, 0, 1 << 20},
@@ -258,7 +271,7 @@ int cmd_bench(int argc, char **argv)
         {NULL, "--no-bandwidth", CLI_FLAG, &no_bw, 0, 0},
     };
     int rc = cli_parse("bench", usage_text, argc, argv, opts, sizeof opts / sizeof *opts, NULL, 0, NULL);
-    int pps[8], tgs[8], ths[8], n_pp, n_tg, n_th;
+    int pps[8], tgs[8], ds[8], ths[8], n_pp, n_tg, n_d, n_th;
     struct sl_err err = {0};
     struct sl_model *m = NULL;
     FILE *jf = NULL;
@@ -267,6 +280,7 @@ int cmd_bench(int argc, char **argv)
     if (!model_path) return cli_usage("bench", "-m MODEL is required");
     if ((n_pp = parse_list(pp_s, pps, 8)) < 0) return cli_usage("bench", "-p: bad list '%s'", pp_s);
     if ((n_tg = parse_list(tg_s, tgs, 8)) < 0) return cli_usage("bench", "-n: bad list '%s'", tg_s);
+    if ((n_d = parse_list(d_s, ds, 8)) <= 0) return cli_usage("bench", "-d: bad list '%s'", d_s);
     if (th_s) {
         if ((n_th = parse_list(th_s, ths, 8)) <= 0) return cli_usage("bench", "-t: bad list '%s'", th_s);
     } else {
@@ -280,6 +294,9 @@ int cmd_bench(int argc, char **argv)
     int longest = 1; /* KV cells the longest test needs */
     for (int i = 0; i < n_pp; i++) longest = SL_MAX(longest, pps[i]);
     for (int i = 0; i < n_tg; i++) longest = SL_MAX(longest, tgs[i] + 1);
+    int max_d = 0;
+    for (int i = 0; i < n_d; i++) max_d = SL_MAX(max_d, ds[i]);
+    longest += max_d;
     if (n_ctx > 0 && n_ctx < longest)
         return cli_usage("bench", "-c %lld is shorter than the longest test (%d tokens)", n_ctx, longest);
     if (sl_model_load(&m, model_path, false, &err)) return cli_fail(&err, "is this a GGUF model file?");
@@ -317,42 +334,48 @@ int cmd_bench(int argc, char **argv)
         int max_tg = 1;
         for (int i = 0; i < n_tg; i++) max_tg = SL_MAX(max_tg, tgs[i]);
         struct sl_ctx_params cp = sl_ctx_default_params();
-        cp.n_ctx = n_ctx > 0 ? (int)n_ctx : SL_MAX(max_pp, max_tg + 1);
-        cp.n_batch = max_pp;
+        cp.n_ctx = n_ctx > 0 ? (int)n_ctx : SL_MAX(max_pp, max_tg + 1) + max_d;
+        cp.n_batch = SL_MAX(max_pp, SL_MIN(max_d, 512)); /* the depth goes in batches of this */
         cp.n_threads = ths[t];
         struct sl_ctx *ctx = NULL;
         struct sl_batch b;
-        if (sl_ctx_init(&ctx, m, &cp, &err) || sl_batch_init(&b, max_pp)) {
+        if (sl_ctx_init(&ctx, m, &cp, &err) || sl_batch_init(&b, cp.n_batch)) {
             sl_ctx_free(ctx);
             rc = cli_fail(&err, NULL);
             break;
         }
         kv_bytes = SL_MAX(kv_bytes, (double)ctx->kv.n_layer * ctx->kv.n_cells *
                                         (double)(ctx->kv.n_embd_k + ctx->kv.n_embd_v) * (double)ctx->kv.elt);
-        for (int k = 0; k < n_pp + n_tg && !rc; k++) {
-            bool pp = k < n_pp;
-            int n = pp ? pps[k] : tgs[k - n_pp];
+        /* a generated token also reads the KV rows of every earlier position */
+        const double kv_row = (double)ctx->kv.n_layer * (double)(ctx->kv.n_embd_k + ctx->kv.n_embd_v) * (double)ctx->kv.elt;
+        for (int k = 0; k < n_d * (n_pp + n_tg) && !rc; k++) {
+            const int d = ds[k / (n_pp + n_tg)], i = k % (n_pp + n_tg);
+            bool pp = i < n_pp;
+            int n = pp ? pps[i] : tgs[i - n_pp];
             if (n == 0) continue;
             double v[100], tps;
-            rc = run_once(ctx, &b, pp ? n : 0, pp ? 0 : n, &tps, &err); /* warm-up */
-            for (int r = 0; r < reps && !rc; r++) rc = run_once(ctx, &b, pp ? n : 0, pp ? 0 : n, &v[r], &err);
+            rc = run_once(ctx, &b, d, pp ? n : 0, pp ? 0 : n, &tps, &err); /* warm-up */
+            for (int r = 0; r < reps && !rc; r++) rc = run_once(ctx, &b, d, pp ? n : 0, pp ? 0 : n, &v[r], &err);
             if (rc) {
                 cli_fail(&err, NULL);
                 break;
             }
             struct run_stat s = summarize(v, (int)reps);
-            double frac = !pp && bw[t] > 0 ? read_bytes * s.mean / (bw[t] * 1e9) : 0;
-            printf("| %s%d | %d | %.1f | %.1f | %s", pp ? "pp" : "tg", n, ths[t], s.mean, s.sd, "");
+            const double bytes = read_bytes + kv_row * (d + n / 2.0);
+            double frac = !pp && bw[t] > 0 ? bytes * s.mean / (bw[t] * 1e9) : 0;
+            char name[48];
+            if (d > 0) snprintf(name, sizeof name, "%s%d@d%d", pp ? "pp" : "tg", n, d);
+            else snprintf(name, sizeof name, "%s%d", pp ? "pp" : "tg", n);
+            printf("| %s | %d | %.1f | %.1f | %s", name, ths[t], s.mean, s.sd, "");
             if (frac > 0) printf("%.0f%% |\n", 100 * frac);
             else printf("|\n");
             if (jf)
-                fprintf(jf, "%s\n  {\"test\": \"%s%d\", \"threads\": %d, \"tokens_per_s\": %.3f, \"sd\": %.3f, \"bandwidth_gbs\": %.2f, \"fraction_of_bandwidth\": %.3f}",
-                        first ? "" : ",", pp ? "pp" : "tg", n, ths[t], s.mean, s.sd, bw[t], frac);
+                fprintf(jf, "%s\n  {\"test\": \"%s\", \"depth\": %d, \"threads\": %d, \"tokens_per_s\": %.3f, \"sd\": %.3f, \"bandwidth_gbs\": %.2f, \"fraction_of_bandwidth\": %.3f}",
+                        first ? "" : ",", name, d, ths[t], s.mean, s.sd, bw[t], frac);
             first = false;
         }
         /* the KV pages written: every test starts at cell 0 */
-        kv_used = SL_MAX(kv_used, (double)ctx->kv.n_layer * SL_MIN(cp.n_ctx, SL_MAX(max_pp, max_tg + 1)) *
-                                      (double)(ctx->kv.n_embd_k + ctx->kv.n_embd_v) * (double)ctx->kv.elt);
+        kv_used = SL_MAX(kv_used, kv_row * SL_MIN(cp.n_ctx, SL_MAX(max_pp, max_tg + 1) + max_d));
         if (t == n_th - 1) rss_now(&anon, &filer);
         sl_batch_free(&b);
         sl_ctx_free(ctx);
