@@ -247,6 +247,23 @@ static void sched_rejects_jobs_larger_than_the_context(void)
     sl_sched_free(s);
 }
 
+/* Submit an echo job (score the prompt, generate nothing) and wait for it. */
+static void run_echo(struct sl_sched *s, struct sl_job *j, const int32_t *p, int32_t n, int n_probs)
+{
+    struct sl_err err = {0};
+    memset(j, 0, sizeof *j);
+    j->prompt = p;
+    j->n_prompt = n;
+    j->prompt_logprobs = true;
+    j->sampling = sl_sampler_default_params();
+    j->sampling.n_probs = n_probs;
+    T_OK(sl_job_init(j, &err), &err);
+    T_OK(sl_sched_submit(s, j, &err), &err);
+    wait_done(s, j);
+    T_EQ_INT(j->rc, 0);
+    T_EQ_INT(j->n_toks, 0);
+}
+
 static void sched_echo_scores_the_prompt_like_a_plain_forward_pass(void)
 {
     struct sl_sched *s;
@@ -257,18 +274,7 @@ static void sched_echo_scores_the_prompt_like_a_plain_forward_pass(void)
     struct sl_sched_params sp = params(2, 2, 128);
     T_OK(sl_sched_init(&s, model, &sp, &err), &err);
     struct sl_job j;
-    memset(&j, 0, sizeof j);
-    j.prompt = p;
-    j.n_prompt = P;
-    j.n_predict = 0;
-    j.prompt_logprobs = true;
-    j.sampling = sl_sampler_default_params();
-    j.sampling.n_probs = 3;
-    T_OK(sl_job_init(&j, &err), &err);
-    T_OK(sl_sched_submit(s, &j, &err), &err);
-    wait_done(s, &j);
-    T_EQ_INT(j.rc, 0);
-    T_EQ_INT(j.n_toks, 0);
+    run_echo(s, &j, p, P, 3);
 
     struct sl_ctx *ctx;
     struct sl_ctx_params cp = sl_ctx_default_params();
@@ -290,15 +296,7 @@ static void sched_echo_scores_the_prompt_like_a_plain_forward_pass(void)
     }
     /* without alternatives (logprobs: 0) the scores are the same */
     struct sl_job j0;
-    memset(&j0, 0, sizeof j0);
-    j0.prompt = p;
-    j0.n_prompt = P;
-    j0.prompt_logprobs = true;
-    j0.sampling = sl_sampler_default_params();
-    j0.sampling.n_probs = 0;
-    T_OK(sl_job_init(&j0, &err), &err);
-    T_OK(sl_sched_submit(s, &j0, &err), &err);
-    wait_done(s, &j0);
+    run_echo(s, &j0, p, P, 0);
     for (int i = 1; i < P; i++) {
         T_NEAR(j0.prompt_lp[i].logprob, j.prompt_lp[i].logprob, 1e-6);
         T_EQ_INT(j0.prompt_lp[i].n_top, 0);
@@ -311,15 +309,7 @@ static void sched_echo_scores_the_prompt_like_a_plain_forward_pass(void)
     sp.max_outputs = 3;
     T_OK(sl_sched_init(&s3, model, &sp, &err), &err);
     struct sl_job j3;
-    memset(&j3, 0, sizeof j3);
-    j3.prompt = p;
-    j3.n_prompt = P;
-    j3.prompt_logprobs = true;
-    j3.sampling = sl_sampler_default_params();
-    T_OK(sl_job_init(&j3, &err), &err);
-    T_OK(sl_sched_submit(s3, &j3, &err), &err);
-    wait_done(s3, &j3);
-    T_EQ_INT(j3.rc, 0);
+    run_echo(s3, &j3, p, P, 0);
     T_TRUE(atomic_load(&sl_sched_stats(s3)->n_steps) >= P / 3);
     for (int i = 1; i < P; i++) T_NEAR(j3.prompt_lp[i].logprob, j.prompt_lp[i].logprob, 1e-4);
     sl_job_free(&j3);
