@@ -45,6 +45,12 @@ struct sl_backend_req {
     int top_logprobs;                      /* alternatives per token (0..20) when logprobs */
     const char *stop[SL_BACKEND_MAX_STOP]; /* NULL-terminated if fewer */
     const char *user;                      /* optional: the end user's id, passed through */
+    /* optional: asked while the call waits (remote: at least about once a
+     * second; local: every 100 ms); non-zero gives the call up
+     * (SL_BACKEND_ABORTED, not retried): the client went away, and a tier
+     * should not go on generating, or a paid API on billing, for nobody */
+    int (*should_stop)(void *stop_user);
+    void *stop_user;
 };
 
 /* Fills a request with every optional number "not set". */
@@ -60,7 +66,7 @@ enum sl_backend_status {
     SL_BACKEND_HTTP,         /* upstream answered with a non-2xx status (http_status) */
     SL_BACKEND_MALFORMED,    /* 2xx but the body is not the JSON we expect */
     SL_BACKEND_BREAKER_OPEN, /* not tried: the circuit breaker is open */
-    SL_BACKEND_ABORTED,      /* the stream callback asked to stop */
+    SL_BACKEND_ABORTED,      /* the stream callback or the request's should_stop asked to stop */
     SL_BACKEND_STREAM_CUT,   /* stream ended without [DONE] after chunks were delivered */
 };
 
@@ -111,6 +117,8 @@ struct sl_task_config; /* config/config.h */
 struct sl_backend_task_req {
     const struct sl_task_config *task;
     const char *input;
+    int (*should_stop)(void *stop_user); /* optional, as in struct sl_backend_req */
+    void *stop_user;
 };
 
 /* Owned after a call, even a failed one: free with sl_backend_task_resp_free. */

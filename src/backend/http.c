@@ -194,7 +194,20 @@ struct attempt {
     enum sl_backend_status fail; /* set by the write callback when it stops */
     char fail_msg[160];
     CURL *h;
+    int (*stop)(void *); /* the request's stop, or NULL */
+    void *stop_user;
 };
+
+/* curl's progress callback: give the transfer up when the caller says so */
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+    struct attempt *A = ud;
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    if (!A->stop(A->stop_user)) return 0;
+    A->fail = SL_BACKEND_ABORTED;
+    snprintf(A->fail_msg, sizeof A->fail_msg, "stopped by the caller (the client went away)");
+    return 1;
+}
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
@@ -407,6 +420,11 @@ static void attempt_run(struct http_backend *B, struct attempt *A, const char *u
     curl_easy_setopt(h, CURLOPT_HEADERDATA, A);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "sluice");
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, A->stop ? 0L : 1L);
+    if (A->stop) {
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, A);
+    }
     CURLcode cc = curl_easy_perform(h);
     long code = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
@@ -547,11 +565,22 @@ out:
 
 /* Runs attempts until success, a non-retryable outcome or retries run out.
  * For complete/embed, parse() turns a 2xx body into resp. */
-static int call(struct http_backend *B, const char *url, json_t *jbody, bool stream,
-                sl_backend_chunk_fn fn, void *user, struct sl_backend_resp *resp,
-                int (*parse)(const struct sl_buf *, void *, char *, size_t), void *parse_ctx,
-                struct sl_err *err)
+/* What a call is for beyond its body: the stream callback, the caller's
+ * stop, the parser of a whole answer. */
+struct call_io {
+    bool stream;
+    sl_backend_chunk_fn fn;
+    void *user;
+    int (*stop)(void *);
+    void *stop_user;
+    int (*parse)(const struct sl_buf *, void *, char *, size_t);
+    void *parse_ctx;
+};
+
+static int call(struct http_backend *B, const char *url, json_t *jbody, const struct call_io *io,
+                struct sl_backend_resp *resp, struct sl_err *err)
 {
+    const bool stream = io->stream;
     double t0 = now_ms();
     char *body = json_dumps(jbody, JSON_COMPACT);
     struct sl_buf content;
@@ -574,8 +603,10 @@ static int call(struct http_backend *B, const char *url, json_t *jbody, bool str
         A.B = B;
         A.t0 = t0;
         A.streaming = stream;
-        A.fn = fn;
-        A.user = user;
+        A.fn = io->fn;
+        A.user = io->user;
+        A.stop = io->stop;
+        A.stop_user = io->stop_user;
         A.content = &content;
         A.resp = resp;
         sl_buf_init(&A.body, B->p.max_body);
@@ -584,7 +615,7 @@ static int call(struct http_backend *B, const char *url, json_t *jbody, bool str
         attempt_run(B, &A, url, body, &o);
         if (A.first_byte > 0 && resp->first_byte_ms == 0) resp->first_byte_ms = A.first_byte;
         char pmsg[256];
-        if (o.st == SL_BACKEND_OK && parse && parse(&A.body, parse_ctx, pmsg, sizeof pmsg)) {
+        if (o.st == SL_BACKEND_OK && io->parse && io->parse(&A.body, io->parse_ctx, pmsg, sizeof pmsg)) {
             o.st = SL_BACKEND_MALFORMED;
             snprintf(o.msg, sizeof o.msg, "%s", pmsg);
         }
@@ -594,8 +625,9 @@ static int call(struct http_backend *B, const char *url, json_t *jbody, bool str
         resp->http_status = o.http;
         if (B->p.breaker_enabled) sl_breaker_record(&B->breaker, !is_failure(&o));
         if (o.st == SL_BACKEND_OK) break;
-        /* retry? never after chunks reached the caller */
-        bool retry = o.retry && !delivered && a < B->p.max_retries;
+        /* retry? never after chunks reached the caller, nor for a caller
+         * that has gone */
+        bool retry = o.retry && !delivered && a < B->p.max_retries && !(io->stop && io->stop(io->stop_user));
         long delay = 0;
         if (retry) {
             long base = sl_backend_http_backoff_ms(&B->p, a);
@@ -643,7 +675,8 @@ static int h_complete(void *ctx, const struct sl_backend_req *req, struct sl_bac
     resp->confidence = -1; /* an upstream reports none; the router derives it from logprobs */
     json_t *body = build_body(B, req, false);
     if (!body) return sl_err_set(err, SL_ENOMEM, "%s: out of memory", __func__);
-    int rc = call(B, B->url_chat, body, false, NULL, NULL, resp, parse_chat, resp, err);
+    const struct call_io io = {.stop = req->should_stop, .stop_user = req->stop_user, .parse = parse_chat, .parse_ctx = resp};
+    int rc = call(B, B->url_chat, body, &io, resp, err);
     json_decref(body);
     if (rc) {
         /* keep status/attempts/latency; drop any half-parsed fields */
@@ -669,7 +702,8 @@ static int h_stream(void *ctx, const struct sl_backend_req *req, sl_backend_chun
     resp->confidence = -1;
     json_t *body = build_body(B, req, true);
     if (!body) return sl_err_set(err, SL_ENOMEM, "%s: out of memory", __func__);
-    int rc = call(B, B->url_chat, body, true, fn, user, resp, NULL, NULL, err);
+    const struct call_io io = {.stream = true, .fn = fn, .user = user, .stop = req->should_stop, .stop_user = req->stop_user};
+    int rc = call(B, B->url_chat, body, &io, resp, err);
     json_decref(body);
     return rc;
 }
@@ -749,7 +783,8 @@ static int h_embed(void *ctx, const char *const *texts, size_t n, float **out, i
     struct embed_out E = {n, NULL, 0};
     struct sl_backend_resp resp;
     memset(&resp, 0, sizeof resp);
-    int rc = call(B, B->url_embed, o, false, NULL, NULL, &resp, parse_embed, &E, err);
+    const struct call_io io = {.parse = parse_embed, .parse_ctx = &E};
+    int rc = call(B, B->url_embed, o, &io, &resp, err);
     json_decref(o);
     sl_backend_resp_free(&resp);
     if (rc) {
@@ -1064,8 +1099,8 @@ static int task_sluice(struct http_backend *B, const struct sl_backend_task_req 
     struct sluice_task_ctx S = {req->task, classify, resp};
     struct sl_backend_resp cr;
     memset(&cr, 0, sizeof cr);
-    int rc = call(B, classify ? B->url_classify : B->url_extract, o, false, NULL, NULL, &cr,
-                  parse_sluice_task, &S, err);
+    const struct call_io io = {.stop = req->should_stop, .stop_user = req->stop_user, .parse = parse_sluice_task, .parse_ctx = &S};
+    int rc = call(B, classify ? B->url_classify : B->url_extract, o, &io, &cr, err);
     json_decref(o);
     resp->status = cr.status;
     resp->http_status = cr.http_status;
@@ -1097,6 +1132,8 @@ static int task_chat(struct http_backend *B, const struct sl_backend_task_req *r
     q.n_msgs = 1;
     q.temperature = 0;
     q.logprobs = true;
+    q.should_stop = req->should_stop;
+    q.stop_user = req->stop_user;
     if (classify) {
         size_t longest = 0;
         for (size_t k = 0; k < t->n_labels; k++)
@@ -1129,7 +1166,8 @@ static int task_chat(struct http_backend *B, const struct sl_backend_task_req *r
         }
         json_object_set_new(body, "response_format", rf);
     }
-    rc = call(B, B->url_chat, body, false, NULL, NULL, &cr, parse_chat, &cr, err);
+    const struct call_io io = {.stop = q.should_stop, .stop_user = q.stop_user, .parse = parse_chat, .parse_ctx = &cr};
+    rc = call(B, B->url_chat, body, &io, &cr, err);
     resp->status = cr.status;
     resp->http_status = cr.http_status;
     resp->attempts = cr.attempts;

@@ -536,6 +536,7 @@ struct rq {
     bool sent_raw, sent_redacted, pii_kept;
     bool budget_skipped, pii_skipped, failed_any;
     bool stream_broken; /* chunks reached the client, then the stream failed */
+    bool client_gone;   /* req->should_stop said so: nothing more is called */
     bool called[SL_CONFIG_MAX_BACKENDS];
     size_t n_called;
     char failures[256];
@@ -785,6 +786,11 @@ static enum tier_result try_tier(struct rq *q, int bi, bool stream, bool want_lo
     if (!st) st = &dummy, memset(st, 0, sizeof *st);
     q->called[bi] = true;
     /* skip? */
+    if (q->client_gone || (req->should_stop && req->should_stop(req->stop_user))) {
+        q->client_gone = true;
+        snprintf(st->note, sizeof st->note, "not called: the client went away");
+        return TIER_SKIPPED;
+    }
     double spent = 0;
     if (req->kind != SL_RREQ_CHAT && !rb->b.iface->task) {
         snprintf(st->note, sizeof st->note, "cannot run tasks");
@@ -835,6 +841,8 @@ static enum tier_result try_tier(struct rq *q, int bi, bool stream, bool want_lo
     struct stream_ctx S = {q, redacted, {0}, 0, 0};
     if (req->kind == SL_RREQ_CHAT) {
         struct sl_backend_req br = *req->chat;
+        br.should_stop = req->should_stop;
+        br.stop_user = req->stop_user;
         if (redacted) br.msgs = q->red_msgs;
         if (want_logprobs) br.logprobs = true;
         if (stream && req->on_chunk && rb->b.iface->stream) {
@@ -850,7 +858,8 @@ static enum tier_result try_tier(struct rq *q, int bi, bool stream, bool want_lo
         machine_ms = cr.machine_ms;
         model = cr.model;
     } else {
-        struct sl_backend_task_req btr = {q->task, redacted ? q->red_input : req->input};
+        struct sl_backend_task_req btr = {q->task, redacted ? q->red_input : req->input, req->should_stop,
+                                          req->stop_user};
         rc = rb->b.iface->task(rb->b.ctx, &btr, &tr, &e);
         status = rc && tr.status == SL_BACKEND_OK ? SL_BACKEND_MALFORMED : tr.status;
         http_status = tr.http_status;
@@ -1006,7 +1015,7 @@ static enum tier_result run_fallbacks(struct rq *q, bool stream, struct answer *
     const struct rroute *rt = q->rt;
     const int *list = rt->n_fallback ? rt->fallback : rt->tiers;
     size_t n = rt->n_fallback ? rt->n_fallback : rt->n_tiers;
-    for (size_t k = 0; k < n && !q->stream_broken && !q->fatal; k++) {
+    for (size_t k = 0; k < n && !q->stream_broken && !q->fatal && !q->client_gone; k++) {
         int bi = list[k];
         if (q->called[bi]) continue;
         if (try_tier(q, bi, stream, false, a) == TIER_OK) return TIER_OK;
@@ -1047,7 +1056,7 @@ static void run_cascade(struct rq *q, struct answer *kept)
     double thr = sl_route_threshold(rt->cfg, q->task_name);
     struct answer a = {.bi = -1, .label = -1, .confidence = -1};
     bool accepted = false, had_unsure = false;
-    for (size_t i = 0; i < rt->n_tiers && !q->stream_broken && !q->fatal; i++) {
+    for (size_t i = 0; i < rt->n_tiers && !q->stream_broken && !q->fatal && !q->client_gone; i++) {
         int bi = rt->tiers[i];
         bool last = i + 1 == rt->n_tiers;
         if (q->called[bi]) continue;
@@ -1096,7 +1105,7 @@ static void run_cascade(struct rq *q, struct answer *kept)
         a.bi = -1;
     }
     answer_free(&a);
-    if (accepted || q->stream_broken || q->fatal) return;
+    if (accepted || q->stream_broken || q->fatal || q->client_gone) return;
     /* no tier's answer was accepted: explicit fallbacks, then the unsure one */
     if (q->failed_any && q->rt->n_fallback) {
         struct answer f = {.bi = -1, .label = -1, .confidence = -1};
@@ -1404,7 +1413,14 @@ int sl_router_route(struct sl_router *r, const struct sl_route_req *req,
         res->pii_action = "sent";
     else if (q.n_spans || q.scan_rc)
         res->pii_action = "kept-local";
-    if (kept.bi < 0 || q.stream_broken) {
+    if (q.client_gone) { /* set only before a further tier: nothing was final */
+        answer_free(&kept);
+        res->status = 499; /* nginx's "client closed request": nobody reads it */
+        res->decision = "cancelled";
+        res->error = xstrdup("the client closed the connection; the request was given up");
+        snprintf(res->reason, sizeof res->reason, "the client went away%s%.200s", q.failures[0] ? "; " : "",
+                 q.failures);
+    } else if (kept.bi < 0 || q.stream_broken) {
         res->status = 502;
         res->decision = "failed";
         char msg[SL_ERR_MSG_LEN];

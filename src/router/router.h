@@ -82,6 +82,12 @@ struct sl_route_req {
      * to the chunks. */
     sl_backend_chunk_fn on_chunk;
     void *on_chunk_user;
+    /* optional: is the client still there? Asked before each tier and by
+     * the backends while a tier runs (struct sl_backend_req should_stop);
+     * non-zero gives the request up: no further tier is called and the
+     * result is status 499, decision "cancelled" */
+    int (*should_stop)(void *stop_user);
+    void *stop_user;
 };
 
 #define SL_ROUTE_MAX_STAGES 16

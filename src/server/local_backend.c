@@ -40,6 +40,11 @@ static int32_t seq_ctx(const struct sl_served_model *m)
  * of this server would have got (0 for a timeout). Returns rc. */
 static int map_rc(enum sl_backend_status *st, int *http, int rc, const struct sl_err *err)
 {
+    if (rc == SL_TASK_JOB_EGONE) { /* the request's should_stop */
+        *st = SL_BACKEND_ABORTED;
+        *http = 0;
+        return rc;
+    }
     int code = rc == SL_SCHED_EBUSY       ? (strstr(err->msg, "shutting") ? 503 : 429)
                : rc == SL_SCHED_ETIMEDOUT ? 0
                : (rc == SL_ERANGE || rc == SL_EINVAL || rc == SL_EUNSUPPORTED || rc == SL_EFORMAT)
@@ -70,6 +75,25 @@ static void chat_job_free(struct local *l, struct chat_job *c)
     }
     if (c->inited) sl_job_free(&c->job);
     free(c->toks);
+}
+
+/* How often a waiting call asks the request's should_stop. */
+#define STOP_POLL_MS 100
+
+/* Wait for a submitted chat job; 1 if the request's should_stop gave it up
+ * first (the job is cancelled and done). */
+static int wait_or_stop(struct local *l, const struct sl_backend_req *req, struct chat_job *c)
+{
+    while (!c->seen.done) {
+        if (req->should_stop && req->should_stop(req->stop_user)) {
+            sl_sched_cancel(l->m->sched, &c->job);
+            while (!c->seen.done)
+                sl_sched_wait(l->m->sched, &c->job, &c->seen, 1000);
+            return 1;
+        }
+        sl_sched_wait(l->m->sched, &c->job, &c->seen, req->should_stop ? STOP_POLL_MS : 1000);
+    }
+    return 0;
 }
 
 /* Render, tokenize, check the context and submit the job. */
@@ -200,9 +224,10 @@ static int local_complete(void *ctx, const struct sl_backend_req *req, struct sl
     double t0 = sl_sched_now_ms();
     resp_start(l, resp);
     int rc = chat_submit(l, req, &c, resp, err);
-    if (!rc) {
-        while (!c.seen.done)
-            sl_sched_wait(l->m->sched, &c.job, &c.seen, 1000);
+    if (!rc && wait_or_stop(l, req, &c)) {
+        resp->status = SL_BACKEND_ABORTED;
+        rc = sl_err_set(err, SL_EIO, "backend '%s': stopped by the caller (the client went away)", l->name);
+    } else if (!rc) {
         struct sl_buf t;
         sl_buf_init(&t, 0);
         sl_sched_read_text(l->m->sched, &c.job, 0, c.seen.text_len, &t);
@@ -248,7 +273,8 @@ static int local_stream(void *ctx, const struct sl_backend_req *req, sl_backend_
             continue;
         }
         if (done) break;
-        sl_sched_wait(l->m->sched, &c.job, &c.seen, 1000);
+        sl_sched_wait(l->m->sched, &c.job, &c.seen, STOP_POLL_MS);
+        if (req->should_stop && req->should_stop(req->stop_user)) aborted = true;
     }
     if (!rc && aborted) {
         sl_sched_cancel(l->m->sched, &c.job);
@@ -374,6 +400,8 @@ static int local_task(void *ctx, const struct sl_backend_task_req *req,
     if (!rc) rc = sl_task_job_use_config(&t, tc, err);
     if (!rc) {
         t.inputs[0] = req->input;
+        t.should_stop = req->should_stop;
+        t.stop_user = req->stop_user;
         rc = sl_task_job_run(&t, deadline_of(l), -1, err);
     }
     resp->machine_ms = t.machine_ms;

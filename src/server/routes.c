@@ -1068,9 +1068,16 @@ static size_t route_meta(const json_t *root, struct sl_route_meta *meta, size_t 
     return n;
 }
 
+/* A routed request's should_stop for a client on socket *user: gone when
+ * the socket says so. */
+static int peer_gone_stop(void *user)
+{
+    return sl_http_peer_gone(*(const int *)user);
+}
+
 /* Classify/extract through a route: one routed request per input. */
 static void handle_routed_task(struct sl_server *s, const struct sl_key_config *key,
-                               const struct sl_req *r, struct sl_http_resp *resp)
+                               const struct sl_req *r, int fd, struct sl_http_resp *resp)
 {
     bool classify = r->kind == SL_REQ_CLASSIFY;
     const char *route = r->model;
@@ -1122,6 +1129,8 @@ static void handle_routed_task(struct sl_server *s, const struct sl_key_config *
             .api_key = key ? key->name : NULL,
             .meta = meta,
             .n_meta = n_meta,
+            .should_stop = peer_gone_stop,
+            .stop_user = &fd,
         };
         int rc = sl_router_route(s->router, &rr, &res, &err);
         if (rc && !res.status) res.status = rc == SL_ENOMEM ? 500 : 400;
@@ -1252,6 +1261,14 @@ static void rchat_event(struct rchat *c, json_t *obj)
     if (t) sl_sse_data(&c->q, t, strlen(t));
     free(t);
     pthread_cond_signal(&c->cv);
+}
+
+/* The routed chat's should_stop: the stream's reader saw the client go
+ * (cancel), or, answering in one piece, the socket says so. */
+static int rchat_should_stop(void *user)
+{
+    struct rchat *c = user;
+    return atomic_load(&c->cancel) || (!c->req.stream && sl_http_peer_gone(c->fd));
 }
 
 static int rchat_on_chunk(void *user, const struct sl_backend_chunk *ch)
@@ -1408,6 +1425,8 @@ static void handle_routed_chat(struct gen *g, const struct sl_key_config *key,
         .api_key = key ? key->name : NULL,
         .meta = c->meta,
         .n_meta = route_meta(c->req.root, c->meta, SL_CONFIG_MAX_META),
+        .should_stop = rchat_should_stop,
+        .stop_user = c,
     };
     if (c->req.stream) {
         c->rr.on_chunk = rchat_on_chunk;
@@ -1876,7 +1895,7 @@ static void handle_task(struct sl_server *s, const struct sl_http_req *req,
         goto done; /* bad request */
     }
     if (r.model && is_route(s, r.model)) {
-        handle_routed_task(s, key, &r, resp);
+        handle_routed_task(s, key, &r, req->fd, resp);
         goto done; /* a route answers */
     }
     const struct sl_task_config *tc = NULL;

@@ -87,6 +87,8 @@ int sl_task_job_run(struct sl_task_job *t, int64_t deadline_ms, int fd, struct s
     t->job.run = task_job_work;
     t->job.run_arg = t;
     t->job.deadline_ms = deadline_ms;
+    if (t->should_stop && t->should_stop(t->stop_user))
+        return sl_err_set(err, SL_TASK_JOB_EGONE, "client closed the connection"); /* gone already */
     if ((rc = sl_job_init(&t->job, err))) return rc; /* allocation failure */
     t->inited = true;
     if ((rc = sl_sched_submit(sched, &t->job, err))) return rc; /* queue full, too big */
@@ -94,7 +96,7 @@ int sl_task_job_run(struct sl_task_job *t, int64_t deadline_ms, int fd, struct s
     while (!t->seen.done) {
         sl_sched_wait(sched, &t->job, &t->seen, 200);
         if (t->seen.done) break;
-        if (sl_http_peer_gone(fd)) {
+        if (sl_http_peer_gone(fd) || (t->should_stop && t->should_stop(t->stop_user))) {
             sl_sched_cancel(sched, &t->job);
             while (!t->seen.done)
                 sl_sched_wait(sched, &t->job, &t->seen, 1000);

@@ -39,6 +39,8 @@ struct sl_task_job {
     struct sl_extract_result *xres;  /* (n) extract: filled by run */
     bool timed_out;                  /* run passed its deadline */
     double machine_ms;               /* the job's time on the engine thread */
+    int (*should_stop)(void *);      /* optional: asked while run waits, as the fd */
+    void *stop_user;
 
     /* private */
     struct sl_served_model *m;
@@ -60,7 +62,7 @@ int sl_task_job_use_config(struct sl_task_job *t, const struct sl_task_config *t
                            struct sl_err *err);
 
 /* Queue the job and wait for it. fd: the client's socket, watched while
- * waiting (-1: none). Returns 0 (results filled), SL_SCHED_EBUSY (queue
+ * waiting (-1: none), as t->should_stop is. Returns 0 (results filled), SL_SCHED_EBUSY (queue
  * full or shutting down), SL_TASK_JOB_EGONE, SL_SCHED_ETIMEDOUT (also when
  * t->timed_out), or the task's own error (SL_ERANGE: the input does not fit
  * or the output ran out of tokens; SL_EINVAL...) with err set. */

@@ -579,6 +579,56 @@ static void stream_callback_can_abort_and_it_is_not_retried(void)
     fu_stop(f);
 }
 
+/* should_stop: yes from its second question on (the first comes as the
+ * transfer starts) */
+static int stop_on_second_ask(void *user)
+{
+    int *n = user;
+    return ++*n >= 2;
+}
+
+static void a_caller_that_stops_gives_up_a_slow_call_without_retry(void)
+{
+    struct fake_upstream *f = NULL;
+    T_EQ_INT(fu_start(&f), 0);
+    if (!f) return;
+    struct fu_reply r;
+    memset(&r, 0, sizeof r);
+    r.status = 200;
+    r.disconnect_after = -1;
+    r.delay_ms = 2500; /* within the 3 s timeout: without a stop it would answer */
+    r.body = strdup("{\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},"
+                    "\"finish_reason\":\"stop\"}]}");
+    fu_set_replies(f, &r, 1);
+    char url[128];
+    struct sleeps sl = {0};
+    struct sl_backend_http_params p = params_for(f, url, sizeof url, &sl);
+    p.max_retries = 3;
+    struct sl_backend b;
+    struct sl_err err = {0};
+    T_OK(sl_backend_http_new(&b, &p, &err), &err);
+    struct sl_backend_req q;
+    hello_req(&q);
+    int asked = 0;
+    q.should_stop = stop_on_second_ask;
+    q.stop_user = &asked;
+    struct sl_backend_resp resp;
+    T_TRUE(b.iface->complete(b.ctx, &q, &resp, &err) != 0);
+    T_EQ_INT(resp.status, SL_BACKEND_ABORTED);
+    T_TRUE(strstr(err.msg, "client went away") != NULL);
+    T_EQ_INT(resp.attempts, 1); /* not retried: no backoff either */
+    T_EQ_INT(sl.n, 0);
+    T_EQ_INT(sl_breaker_state(sl_backend_http_breaker(b.ctx)), SL_BREAKER_CLOSED);
+    sl_backend_resp_free(&resp);
+    /* without should_stop the same call answers */
+    hello_req(&q);
+    T_OK(b.iface->complete(b.ctx, &q, &resp, &err), &err);
+    T_EQ_STR(resp.content, "hi");
+    sl_backend_resp_free(&resp);
+    b.iface->free(b.ctx);
+    fu_stop(f);
+}
+
 static void embeddings_come_back_in_index_order(void)
 {
     struct fake_upstream *f = NULL;
@@ -800,7 +850,7 @@ static void task_chat_classify_renders_the_task_and_maps_the_answer(void)
     T_OK(sl_backend_http_new(&b, &p, &err), &err);
     T_TRUE(b.iface->task != NULL);
     struct sl_task_config t = classify_task();
-    struct sl_backend_task_req q = {&t, "Buy cheap watches now!"};
+    struct sl_backend_task_req q = {.task = &t, .input = "Buy cheap watches now!"};
     struct sl_backend_task_resp resp;
     T_OK(b.iface->task(b.ctx, &q, &resp, &err), &err);
     T_EQ_INT(resp.status, SL_BACKEND_OK);
@@ -864,7 +914,7 @@ static void task_chat_classify_matches_labels_loosely_but_not_wrongly(void)
     struct sl_err err = {0};
     T_OK(sl_backend_http_new(&b, &p, &err), &err);
     struct sl_task_config t = classify_task();
-    struct sl_backend_task_req q = {&t, "hello"};
+    struct sl_backend_task_req q = {.task = &t, .input = "hello"};
     for (int k = 0; k < N; k++) {
         struct sl_backend_task_resp resp;
         T_OK(b.iface->task(b.ctx, &q, &resp, &err), &err);
@@ -899,7 +949,7 @@ static void task_chat_extract_sends_the_schema_and_parses_the_object(void)
     struct sl_err err = {0};
     T_OK(sl_backend_http_new(&b, &p, &err), &err);
     struct sl_task_config t = extract_task();
-    struct sl_backend_task_req q = {&t, "Ann wrote to us."};
+    struct sl_backend_task_req q = {.task = &t, .input = "Ann wrote to us."};
     struct sl_backend_task_resp resp;
     T_OK(b.iface->task(b.ctx, &q, &resp, &err), &err);
     T_EQ_STR(resp.json, "{\"name\":\"Ann\"}");
@@ -949,7 +999,7 @@ static void task_sluice_api_posts_to_the_task_endpoints(void)
     struct sl_err err = {0};
     T_OK(sl_backend_http_new(&b, &p, &err), &err);
     struct sl_task_config t = classify_task();
-    struct sl_backend_task_req q = {&t, "Lunch tomorrow?"};
+    struct sl_backend_task_req q = {.task = &t, .input = "Lunch tomorrow?"};
     struct sl_backend_task_resp resp;
     T_OK(b.iface->task(b.ctx, &q, &resp, &err), &err);
     T_EQ_INT(resp.attempts, 2); /* the 503 was retried like any call */
@@ -994,7 +1044,7 @@ static void task_failures_report_their_status(void)
     struct sl_err err = {0};
     T_OK(sl_backend_http_new(&b, &p, &err), &err);
     struct sl_task_config t = classify_task();
-    struct sl_backend_task_req q = {&t, "x"};
+    struct sl_backend_task_req q = {.task = &t, .input = "x"};
     struct sl_backend_task_resp resp;
     T_TRUE(b.iface->task(b.ctx, &q, &resp, &err) < 0);
     T_EQ_INT(resp.status, SL_BACKEND_HTTP);
@@ -1027,6 +1077,7 @@ int main(void)
     T_RUN(http_backend_down_fails_fast_after_retries);
     T_RUN(backoff_doubles_up_to_the_cap_with_jitter_in_range);
     T_RUN(stream_callback_can_abort_and_it_is_not_retried);
+    T_RUN(a_caller_that_stops_gives_up_a_slow_call_without_retry);
     T_RUN(embeddings_come_back_in_index_order);
     T_RUN(http_backend_is_thread_safe);
     T_RUN(fake_upstream_program_plays_a_case_and_records_bodies);

@@ -171,6 +171,33 @@ static void stream_stops_when_the_callback_asks(void)
     sl_backend_resp_free(&resp);
 }
 
+static int always(void *user)
+{
+    (void)user;
+    return 1;
+}
+
+/* A caller gone (should_stop) before the answer: the job is cancelled and
+ * the call says ABORTED, for chat and for tasks. */
+static void a_caller_that_stops_gets_aborted(void)
+{
+    struct sl_err err = {0};
+    struct sl_chat_msg m = {"user", "Tell me a long story"};
+    struct sl_backend_req r = chat_req(&m, 64);
+    r.should_stop = always;
+    struct sl_backend_resp resp;
+    T_TRUE(small->iface->complete(small->ctx, &r, &resp, &err) != 0);
+    T_EQ_INT(resp.status, SL_BACKEND_ABORTED);
+    T_TRUE(strstr(err.msg, "client went away") != NULL);
+    sl_backend_resp_free(&resp);
+    struct sl_backend_task_req tr = {.task = sl_config_task(&cfg, "triage"), .input = "I was charged twice",
+                                     .should_stop = always};
+    struct sl_backend_task_resp a;
+    T_TRUE(small->iface->task(small->ctx, &tr, &a, &err) != 0);
+    T_EQ_INT(a.status, SL_BACKEND_ABORTED);
+    sl_backend_task_resp_free(&a);
+}
+
 static void embed_gives_normalised_rows(void)
 {
     struct sl_err err = {0};
@@ -192,7 +219,7 @@ static void classify_task_reports_calibrated_confidence(void)
 {
     struct sl_err err = {0};
     const struct sl_task_config *tc = sl_config_task(&cfg, "triage");
-    struct sl_backend_task_req tr = {tc, "I was charged twice"};
+    struct sl_backend_task_req tr = {.task = tc, .input = "I was charged twice"};
     struct sl_backend_task_resp a, b;
     T_OK(small->iface->task(small->ctx, &tr, &a, &err), &err);
     T_EQ_INT(a.status, SL_BACKEND_OK);
@@ -217,7 +244,7 @@ static void classify_task_reports_calibrated_confidence(void)
 static void extract_task_gives_json(void)
 {
     struct sl_err err = {0};
-    struct sl_backend_task_req tr = {sl_config_task(&cfg, "who"), "Ann Lee wrote this."};
+    struct sl_backend_task_req tr = {.task = sl_config_task(&cfg, "who"), .input = "Ann Lee wrote this."};
     struct sl_backend_task_resp a;
     T_OK(small->iface->task(small->ctx, &tr, &a, &err), &err);
     T_EQ_INT(a.status, SL_BACKEND_OK);
@@ -458,6 +485,7 @@ int main(void)
         T_RUN(complete_reports_confidence_from_logprobs);
         T_RUN(stream_gives_the_whole_answer_in_chunks);
         T_RUN(stream_stops_when_the_callback_asks);
+        T_RUN(a_caller_that_stops_gets_aborted);
         T_RUN(embed_gives_normalised_rows);
         T_RUN(classify_task_reports_calibrated_confidence);
         T_RUN(extract_task_gives_json);

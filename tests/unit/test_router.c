@@ -795,6 +795,52 @@ out:
     world_free(&w);
 }
 
+/* should_stop: the client leaves once the small tier has answered */
+static int gone_after_small(void *user)
+{
+    struct world *w = user;
+    pthread_mutex_lock(&SMALL(w)->mu);
+    int n = SMALL(w)->n_calls;
+    pthread_mutex_unlock(&SMALL(w)->mu);
+    return n > 0;
+}
+
+static void a_client_gone_is_not_escalated_and_is_logged_as_cancelled(void)
+{
+    struct world w;
+    world_init(&w);
+    fake_says(SMALL(&w), "maybe 5", 0.41); /* unsure: would go to large */
+    struct sl_router *r = router_of(&w);
+    if (!r) goto out;
+    for (int kind = 0; kind < 2; kind++) {
+        struct chat c;
+        if (kind == 0) chat_req(&c, "cascade", "What is 2+2?");
+        else task_req(&c, "cascade", SL_RREQ_CLASSIFY, "triage", "my card was charged twice");
+        c.req.should_stop = gone_after_small;
+        c.req.stop_user = &w;
+        int large_before = LARGE(&w)->n_calls;
+        struct sl_route_result res;
+        T_EQ_INT(route(r, &c, &res), 0);
+        T_EQ_INT(res.status, 499);
+        T_EQ_STR(res.decision, "cancelled");
+        T_EQ_INT(LARGE(&w)->n_calls, large_before); /* nothing paid for nobody */
+        T_TRUE(res.n_stages == 2 && !res.stages[1].called);
+        T_EQ_STR(res.stages[1].note, "not called: the client went away");
+        struct sl_store_row row;
+        struct sl_err err = {0};
+        T_OK(w.store.iface->get_request(w.store.ctx, c.id, &row, &err), &err);
+        T_EQ_INT(row.status, 499);
+        T_EQ_STR(row.decision, "cancelled");
+        sl_store_row_free(&row);
+        sl_route_result_free(&res);
+        fake_reset(SMALL(&w));
+        fake_says(SMALL(&w), "maybe 5", 0.41);
+    }
+    sl_router_free(r);
+out:
+    world_free(&w);
+}
+
 /* ================================================================ budget */
 
 static void budget_keeps_traffic_local_until_the_next_utc_day(void)
@@ -1385,6 +1431,7 @@ int main(void)
     T_RUN(fallback_on_every_failure_status);
     T_RUN(cascade_keeps_the_small_answer_when_the_large_fails);
     T_RUN(every_tier_failing_is_502_and_still_logged);
+    T_RUN(a_client_gone_is_not_escalated_and_is_logged_as_cancelled);
     T_RUN(budget_keeps_traffic_local_until_the_next_utc_day);
     T_RUN(local_only_never_sends_pii_to_a_remote_backend);
     T_RUN(redact_sends_placeholders_and_restores_the_answer);

@@ -258,7 +258,7 @@ static void *teach_worker(void *arg)
     for (;;) {
         size_t i = atomic_fetch_add(&t->next, 1);
         if (i >= t->n) break;
-        struct sl_backend_task_req req = {t->task, t->texts[i]};
+        struct sl_backend_task_req req = {.task = t->task, .input = t->texts[i]};
         struct sl_backend_task_resp resp = {0};
         struct sl_err err = {0};
         int rc = t->b->iface->task(t->b->ctx, &req, &resp, &err);
