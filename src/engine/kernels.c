@@ -74,7 +74,7 @@ void sl_q8x4_from_q8_0(const struct sl_block_q8_0 *x, int64_t nb, int k, struct 
 /* ------------------------------------------------------------------------ */
 
 /* Bytes of quants per block in a panel: 16 rows x 16 (Q4_0, Q5_0) or 32
- * (Q8_0); of fifth-bit masks: 8 x 8 (Q5_0). */
+ * (Q8_0); of Q5_0's upper bits of the low values: 16 rows x 4. */
 static size_t panel_qbytes(int type)
 {
     return type == SL_TYPE_Q4_0 || type == SL_TYPE_Q5_0 ? 256 : type == SL_TYPE_Q8_0 ? 512 : 0;
@@ -161,19 +161,31 @@ static void unpack_q4_K(const uint8_t *o, int r, struct sl_block_q4_K *blk)
 
 void sl_panel_pack(int type, const void *w, size_t w_stride, int nr, int64_t n, void *out)
 {
+    const struct sl_kernels *k = sl_kernels();
+    const bool q = type == SL_TYPE_Q4_K || type == SL_TYPE_Q6_K ||
+                   ((type == SL_TYPE_Q4_0 || type == SL_TYPE_Q8_0) && n % 64 == 0);
+    if (panel_is_float(type))
+        k->pack_f16(w, w_stride, nr, n, out);
+    else if (k->pack_q && q && nr >= SL_PANEL_ROWS && sl_panel_size(type, n))
+        k->pack_q(type, w, w_stride, n, out);
+    else
+        sl_panel_pack_ref(type, w, w_stride, nr, n, out);
+}
+
+void sl_panel_pack_ref(int type, const void *w, size_t w_stride, int nr, int64_t n, void *out)
+{
     const int64_t nb = n / 32;
     const size_t qb = panel_qbytes(type), mb = panel_mbytes(type), pair = 64 + 2 * (mb + qb);
     uint8_t *o = out;
-    memset(out, 0, sl_panel_size(type, n));
     if (panel_is_float(type)) {
-        /* value k of the 16 rows side by side; k outer: the panel is
-         * written in order, the rows read as 16 streams */
-        const uint8_t *src = w;
-        const int rows = nr < SL_PANEL_ROWS ? nr : SL_PANEL_ROWS;
-        for (int64_t k = 0; k < n; k++)
-            for (int r = 0; r < rows; r++) memcpy(o + 32 * k + 2 * r, src + (size_t)r * w_stride + 2 * k, 2);
+        sl_panel_pack_f16_ref(w, w_stride, nr, n, out);
         return;
     }
+    /* A full panel of Q4_0, Q8_0 (an even number of blocks) or Q4_K is
+     * written whole below; anything else has gaps that must read zero. */
+    const bool pairs = (type == SL_TYPE_Q4_0 || type == SL_TYPE_Q8_0) && nb % 2 == 0;
+    const bool whole = nr >= SL_PANEL_ROWS && (type == SL_TYPE_Q4_K || pairs);
+    if (!whole) memset(out, 0, sl_panel_size(type, n));
     if (type == SL_TYPE_Q6_K) {
         for (int r = 0; r < nr && r < SL_PANEL_ROWS; r++)
             for (int64_t i = 0; i < n / SL_QK_K; i++) {
@@ -206,23 +218,44 @@ void sl_panel_pack(int type, const void *w, size_t w_stride, int nr, int64_t n, 
                 uint32_t qh;
                 memcpy(d, &blk->d, 2);
                 memcpy(&qh, blk->qh, 4);
-                for (int k = 0; k < 4; k++) memcpy(q + 64 * k, blk->qs + 4 * k, 4);
-                /* mask k (lo, k < 4) or 4 + k (hi): bit 4r + j is the fifth
-                 * bit of value 4k + j (16 + 4k + j) of row r */
-                for (int k = 0; k < 8; k++)
-                    for (int j = 0; j < 4; j++)
-                        if (qh >> ((k < 4 ? 4 * k : 16 + 4 * (k - 4)) + j) & 1)
-                            m[8 * k + (4 * r + j) / 8] |= (uint8_t)(1u << ((4 * r + j) % 8));
+                /* byte j of chunk k: bits 0-2 of lo = value 4k + j, all 5
+                 * bits of hi = value 16 + 4k + j above them; byte 4r + j of
+                 * the block's 64 upper bytes: bits 2k, 2k + 1 = lo >> 3 */
+                for (int k = 0; k < 4; k++)
+                    for (int j = 0; j < 4; j++) {
+                        const int v = 4 * k + j;
+                        const unsigned lo = (blk->qs[v] & 0xFu) | (qh >> v & 1) << 4;
+                        const unsigned hi = (unsigned)(blk->qs[v] >> 4) | (qh >> (16 + v) & 1) << 4;
+                        q[64 * k + j] = (uint8_t)((lo & 7) | hi << 3);
+                        m[4 * r + j] |= (uint8_t)((lo >> 3) << (2 * k));
+                    }
             } else {
                 const struct sl_block_q8_0 *blk = (const struct sl_block_q8_0 *)row + b;
                 memcpy(d, &blk->d, 2);
-                for (int k = 0; k < 8; k++)
-                    for (int j = 0; j < 4; j++) q[64 * k + j] = (uint8_t)(blk->qs[4 * k + j] ^ 0x80);
+                for (int k = 0; k < 8; k++) { /* four quants at once, w + 128 */
+                    uint32_t v;
+                    memcpy(&v, blk->qs + 4 * k, 4);
+                    v ^= 0x80808080u;
+                    memcpy(q + 64 * k, &v, 4);
+                }
             }
         }
     }
     /* rows past nr, and the second block of a last odd pair: scale 0 and
      * quants 0 (the kernels never read that block) */
+}
+
+void sl_panel_pack_f16_ref(const void *w, size_t w_stride, int nr, int64_t n, void *out)
+{
+    /* value k of the 16 rows side by side; k outer: the panel is written
+     * in order, the rows read as 16 streams */
+    const uint8_t *src = w;
+    uint8_t *o = out;
+    const int rows = nr < SL_PANEL_ROWS ? nr : SL_PANEL_ROWS;
+    if (rows < SL_PANEL_ROWS || n % 2) memset(out, 0, sl_panel_size(SL_TYPE_F16, n));
+    for (int64_t k = 0; k < n; k++)
+        for (int r = 0; r < rows; r++)
+            memcpy(o + 32 * k + 2 * r, src + (size_t)r * w_stride + 2 * k, 2);
 }
 
 void sl_panel_unpack_row(int type, const void *panel, int r, int64_t n, void *out)
@@ -256,11 +289,14 @@ void sl_panel_unpack_row(int type, const void *panel, int r, int64_t n, void *ou
             struct sl_block_q5_0 *blk = (struct sl_block_q5_0 *)out + b;
             uint32_t qh = 0;
             memcpy(&blk->d, d, 2);
-            for (int k = 0; k < 4; k++) memcpy(blk->qs + 4 * k, q + 64 * k, 4);
-            for (int k = 0; k < 8; k++)
-                for (int j = 0; j < 4; j++)
-                    if (m[8 * k + (4 * r + j) / 8] >> ((4 * r + j) % 8) & 1)
-                        qh |= 1u << ((k < 4 ? 4 * k : 16 + 4 * (k - 4)) + j);
+            for (int k = 0; k < 4; k++)
+                for (int j = 0; j < 4; j++) {
+                    const int v = 4 * k + j;
+                    const unsigned lo = (q[64 * k + j] & 7u) | (m[4 * r + j] >> (2 * k) & 3u) << 3;
+                    const unsigned hi = (unsigned)q[64 * k + j] >> 3;
+                    blk->qs[v] = (uint8_t)((lo & 0xF) | (hi & 0xF) << 4);
+                    qh |= (lo >> 4) << v | (hi >> 4) << (16 + v);
+                }
             memcpy(blk->qh, &qh, 4);
         } else {
             struct sl_block_q8_0 *blk = (struct sl_block_q8_0 *)out + b;
@@ -370,6 +406,7 @@ static const struct sl_kernels scalar = {
     .dot_f16_f32 = sl_dot_f16_f32_ref,
     .axpy_f16 = sl_axpy_f16_ref,
     .fp32_to_fp16_row = sl_fp32_to_fp16_row_ref,
+    .pack_f16 = sl_panel_pack_f16_ref,
     .silu_mul = sl_silu_mul_ref,
     .gelu_mul = sl_gelu_mul_ref,
     .attn_scores = sl_attn_scores_ref,
@@ -414,6 +451,7 @@ static void resolve(struct sl_kernels *dst, const struct sl_kernels *src)
     if (!dst->dot_f16_f32) dst->dot_f16_f32 = scalar.dot_f16_f32;
     if (!dst->axpy_f16) dst->axpy_f16 = scalar.axpy_f16;
     if (!dst->fp32_to_fp16_row) dst->fp32_to_fp16_row = scalar.fp32_to_fp16_row;
+    if (!dst->pack_f16) dst->pack_f16 = scalar.pack_f16;
     if (!dst->silu_mul) dst->silu_mul = scalar.silu_mul;
     if (!dst->gelu_mul) dst->gelu_mul = scalar.gelu_mul;
     if (!dst->attn_scores) dst->attn_scores = scalar.attn_scores;

@@ -58,7 +58,7 @@ struct sl_mm {
  * of a Q4_0, Q5_0 or Q8_0 weight (rows past the last one are zero; Q4_K
  * and Q6_K below) as one sequential stream of block pairs: the 16 fp16
  * scales (row order) of block 2j, those of block 2j + 1 (64 bytes), then
- * (Q5_0) the fifth bits of both blocks, then the quants of block 2j and of
+ * (Q5_0) the upper bytes of both blocks, then the quants of block 2j and of
  * block 2j + 1. A block's quants are, for every 4-value chunk k, 64
  * bytes = 4 bytes of each of the 16 rows, so one 512-bit load gives
  * int32 lane r the chunk of row r and one vpdpbusd against the four
@@ -67,10 +67,11 @@ struct sl_mm {
  *         low nibbles, 16 + 4k.. in the high ones), 256 bytes per block;
  *   Q8_0: chunk k < 8 holds qs[4k..4k+3] ^ 0x80 (w + 128, unsigned), 512
  *         bytes per block;
- *   Q5_0: as Q4_0, and between the scales and the quants the fifth bits
- *         of each block as 8 64-bit masks (4 for the low-nibble chunks, 4
- *         for the high ones; bit 4r + j of mask k = value j of chunk k of
- *         row r), 64 bytes per block.
+ *   Q5_0: chunk k < 4 holds, for j < 4, lo & 7 | hi << 3 where lo and hi
+ *         are the 5-bit values 4k + j and 16 + 4k + j (0..31), 256 bytes
+ *         per block; between the scales and the quants each block's 64
+ *         upper bytes: byte 4r + j holds lo >> 3 of chunk k of row r in
+ *         bits 2k and 2k + 1.
  * Every load is 64-byte aligned, and for an even number of blocks a panel
  * is exactly the 16 rows' bytes in the file (an odd one adds one zero
  * block). The activations go as struct sl_q8s rows (quantized to Q8_0
@@ -157,7 +158,7 @@ struct sl_kernels {
 
     /* the gated FFN (forward.c): g[i] = act(g[i]) * u[i] for i < n, act =
      * SiLU x / (1 + e^-x) or GELU's tanh approximation; the SIMD paths use
-     * a polynomial exp (kernels/act_avx512.c) */
+     * a polynomial exp (kernels/vmath_avx512.c) */
     void (*silu_mul)(int64_t n, float *g, const float *u);
     void (*gelu_mul)(int64_t n, float *g, const float *u);
 
@@ -174,6 +175,14 @@ struct sl_kernels {
     void (*attn_pv)(int32_t nv, const uint16_t *v, size_t v_stride, const int32_t *cells, const float *w, int G,
                     int64_t dv, float *acc, size_t acc_stride);
     float (*exp_row)(int64_t n, float *x, float mx);
+    /* load time (model.c repack, through sl_panel_pack): a F16 or BF16
+     * panel of nr rows (sl_panel_pack's contract); 16 x 16 transposes in
+     * registers on the SIMD paths (kernels/pack_*.c), bit-identical to
+     * sl_panel_pack_f16_ref */
+    void (*pack_f16)(const void *w, size_t w_stride, int nr, int64_t n, void *out);
+    /* optional, load time: a full panel (16 rows) of Q4_0 or Q8_0 (n a
+     * multiple of 64), Q4_K or Q6_K; NULL means sl_panel_pack_ref's loops */
+    void (*pack_q)(int type, const void *w, size_t w_stride, int64_t n, void *out);
 };
 
 /* The table for this process (see the header comment). Thread-safe. The
@@ -213,6 +222,11 @@ void sl_q8x4_from_q8_0(const struct sl_block_q8_0 *x, int64_t nb, int k, struct 
 float sl_dot_f16_f32_ref(int64_t n, const uint16_t *k, const float *q);
 void sl_axpy_f16_ref(int64_t n, float a, const uint16_t *v, float *acc);
 void sl_fp32_to_fp16_row_ref(int64_t n, const float *x, uint16_t *y);
+
+/* Scalar references: sl_panel_pack for every type (sl_panel_pack itself
+ * goes through the table's pack_f16 and pack_q), and for F16 and BF16. */
+void sl_panel_pack_ref(int type, const void *w, size_t w_stride, int nr, int64_t n, void *out);
+void sl_panel_pack_f16_ref(const void *w, size_t w_stride, int nr, int64_t n, void *out);
 void sl_silu_mul_ref(int64_t n, float *g, const float *u); /* libm expf */
 void sl_gelu_mul_ref(int64_t n, float *g, const float *u); /* libm expf */
 void sl_attn_scores_ref(int32_t nv, const uint16_t *k, size_t k_stride, const int32_t *cells, const float *q, int G,

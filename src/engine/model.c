@@ -13,11 +13,13 @@
 #include "model.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "../base/pool.h"
 #include "kernels.h"
 #include "vocab.h"
 
@@ -298,8 +300,23 @@ static int bind_tensors(struct loader *ld)
  * mapping first, so that once the load is done the forward pass reads
  * nothing from the file. SLUICE_REPACK=0 keeps every weight in the file
  * layout.
+ *
+ * The packing runs on a thread pool made for it (one thread per online
+ * CPU, at most REPACK_MAX_THREADS; SLUICE_LOAD_THREADS=N sets it) and
+ * freed after. The work is cut into items of about REPACK_RELEASE_BYTES of
+ * source, whole panels of one tensor each, handed out in file order; a
+ * thread packs an item and drops the whole pages of the file under it, so
+ * at any time only the items in flight hold both copies and resident
+ * memory stays within the single-threaded bound plus a few items. The
+ * pages that straddle two items, kept by both, are dropped at the end.
+ * Each panel depends only on its 16 source rows, so the result does not
+ * depend on the number of threads (tests/unit/test_repack.c). The
+ * parallelism pays twice: the packing itself, and the kernel's zeroing of
+ * the arena's fresh pages, which the first thread to touch a page does
+ * (docs/performance.md "Model load time").
  */
-#define REPACK_RELEASE_BYTES ((size_t)4 << 20) /* drop packed source pages every 4 MiB */
+#define REPACK_RELEASE_BYTES ((size_t)4 << 20) /* items of ~4 MiB of source, released as packed */
+#define REPACK_MAX_THREADS 8                   /* memory-bound: more threads add little */
 
 /* Every matmul weight of the model, tied output once. */
 static int matmul_weights(struct sl_model *m, struct sl_tensor **out, int max)
@@ -350,6 +367,76 @@ static void release_pages(const uint8_t *lo, const uint8_t *hi)
     if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+/* Rows [r0, r1) of t, a multiple of 16 apart (or to the end), into the
+ * panels at dst (panel r0 / 16 of the tensor's). */
+struct repack_item {
+    const struct sl_tensor *t;
+    int64_t r0, r1;
+    uint8_t *dst;
+};
+
+struct repack_job {
+    const struct repack_item *items;
+    bool release; /* the weights are in a file mapping: drop its pages once packed */
+};
+
+/* sl_pool_fn: pack one item, then drop the file's whole pages under it. */
+static void repack_item(void *ctx, int i, int thread)
+{
+    const struct repack_job *job = ctx;
+    const struct repack_item *it = &job->items[i];
+    const struct sl_tensor *t = it->t;
+    const size_t psz = sl_panel_size(t->type, t->ne[0]);
+    const uint8_t *src = t->data;
+    (void)thread;
+    for (int64_t r = it->r0; r < it->r1; r += SL_PANEL_ROWS)
+        sl_panel_pack(t->type, src + (size_t)r * t->row_size, t->row_size,
+                      (int)SL_MIN(SL_PANEL_ROWS, it->r1 - r), t->ne[0],
+                      it->dst + (size_t)((r - it->r0) / SL_PANEL_ROWS) * psz);
+    if (job->release)
+        release_pages(src + (size_t)it->r0 * t->row_size, src + (size_t)it->r1 * t->row_size);
+}
+
+/* Threads for the repack: SLUICE_LOAD_THREADS, else the online CPUs up to
+ * REPACK_MAX_THREADS. */
+static int repack_threads(void)
+{
+    const char *env = getenv("SLUICE_LOAD_THREADS");
+    const long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    const int dflt = ncpu < 1 ? 1 : ncpu > REPACK_MAX_THREADS ? REPACK_MAX_THREADS : (int)ncpu;
+    if (env && *env) {
+        char *end;
+        const long v = strtol(env, &end, 10);
+        if (*end == 0 && v >= 1 && v <= 256) return (int)v;
+        fprintf(stderr, "sluice: SLUICE_LOAD_THREADS=%s is not a number in 1..256; using %d\n", env,
+                dflt);
+    }
+    return dflt;
+}
+
+/* Cut the repacked weights into items (NULL items: just count them). */
+static int repack_items(struct sl_tensor *const *ts, int n, const struct sl_kernels *k,
+                        uint8_t *arena, struct repack_item *items)
+{
+    int ni = 0;
+    uint8_t *dst = arena;
+    for (int i = 0; i < n; i++) {
+        const struct sl_tensor *t = ts[i];
+        if (!k->panel[t->type].dot || !sl_panel_size(t->type, t->ne[0])) continue;
+        const int64_t R = t->ne[1];
+        /* panels per item: about REPACK_RELEASE_BYTES of source, at least one */
+        const size_t fit = REPACK_RELEASE_BYTES / t->row_size / SL_PANEL_ROWS;
+        const int64_t per = fit ? (int64_t)fit : 1;
+        const size_t psz = sl_panel_size(t->type, t->ne[0]);
+        for (int64_t r = 0; r < R; r += per * SL_PANEL_ROWS, ni++)
+            if (items)
+                items[ni] = (struct repack_item){t, r, SL_MIN(r + per * SL_PANEL_ROWS, R),
+                                                 dst + (size_t)(r / SL_PANEL_ROWS) * psz};
+        dst += panels_bytes(t);
+    }
+    return ni;
+}
+
 static void repack(struct sl_model *m)
 {
     const char *env = getenv("SLUICE_REPACK");
@@ -375,6 +462,14 @@ static void repack(struct sl_model *m)
         free(vs);
         return; /* nothing to repack, or no memory for it: keep the file layout */
     }
+    const int ni = repack_items(ts, n, k, arena, NULL);
+    struct repack_item *items = malloc((size_t)SL_MAX(ni, 1) * sizeof *items);
+    if (!items) {
+        munmap(arena, total);
+        free(ts);
+        free(vs);
+        return; /* allocation failure: keep the file layout */
+    }
 #ifdef MADV_HUGEPAGE
     (void)madvise(arena, total, MADV_HUGEPAGE);
 #endif
@@ -394,23 +489,24 @@ static void repack(struct sl_model *m)
         memcpy(vdst, m->rope_freqs, (size_t)m->hp.n_rot / 2 * sizeof(float));
         m->rope_freqs = (const float *)(void *)vdst;
     }
+    repack_items(ts, n, k, arena, items);
+    struct repack_job job = {items, m->gguf->mapped};
+    const int want = repack_threads(), nt = SL_MIN(want, ni);
+    struct sl_pool *pool = nt > 1 ? sl_pool_init(nt) : NULL;
+    if (pool)
+        sl_pool_run(pool, repack_item, &job, ni);
+    else
+        for (int i = 0; i < ni; i++)
+            repack_item(&job, i, 0); /* one thread, or no pool: in order here */
+    sl_pool_free(pool);
+    free(items);
     uint8_t *dst = arena;
     for (int i = 0; i < n; i++) {
         struct sl_tensor *t = ts[i];
         if (!k->panel[t->type].dot || !sl_panel_size(t->type, t->ne[0])) continue;
-        const size_t psz = sl_panel_size(t->type, t->ne[0]);
-        const int64_t R = t->ne[1];
-        const uint8_t *src = t->data, *released = src;
-        for (int64_t r = 0; r < R; r += SL_PANEL_ROWS) {
-            sl_panel_pack(t->type, src + (size_t)r * t->row_size, t->row_size, (int)SL_MIN(SL_PANEL_ROWS, R - r),
-                          t->ne[0], dst + (size_t)(r / SL_PANEL_ROWS) * psz);
-            const uint8_t *done = src + (size_t)SL_MIN(r + SL_PANEL_ROWS, R) * t->row_size;
-            if (m->gguf->mapped && (size_t)(done - released) >= REPACK_RELEASE_BYTES) {
-                release_pages(released, done);
-                released = done;
-            }
-        }
-        if (m->gguf->mapped) release_pages(released, src + (size_t)R * t->row_size);
+        /* the pages two items shared */
+        if (m->gguf->mapped)
+            release_pages(t->data, (const uint8_t *)t->data + (size_t)t->ne[1] * t->row_size);
         t->panel = dst;
         t->panel_src = t->data;
         dst += panels_bytes(t);

@@ -582,6 +582,124 @@ static void panels_match_ref_on_every_path_and_type(void)
     if (verbose) fprintf(stderr, "     %d (path, type) pairs with panels\n", n_pairs);
 }
 
+/* The Q5_0 panel layout is the one kernels.h documents: for block 0 of
+ * row r, lo = value 4k + j and hi = value 16 + 4k + j (k, j < 4) share
+ * quant byte 64 + 2 * 64 + 64k + 4r + j as lo & 7 | hi << 3, and bits 2k,
+ * 2k + 1 of upper byte 64 + 4r + j hold lo >> 3. The 5-bit values vary
+ * with row and position, so a misplaced bit shows. */
+static void q5_0_panel_puts_each_value_in_its_documented_bits(void)
+{
+    struct sl_block_q5_0 blk[SL_PANEL_ROWS];
+    uint8_t val[SL_PANEL_ROWS][32];
+    for (int r = 0; r < SL_PANEL_ROWS; r++) {
+        uint32_t qh = 0;
+        blk[r].d = sl_fp32_to_fp16(1.0f + (float)r);
+        for (int v = 0; v < 32; v++) val[r][v] = (uint8_t)((7 * v + 5 * r + 3) % 32);
+        for (int v = 0; v < 16; v++) {
+            blk[r].qs[v] = (uint8_t)((val[r][v] & 0xF) | (val[r][16 + v] & 0xF) << 4);
+            qh |= (uint32_t)(val[r][v] >> 4) << v | (uint32_t)(val[r][16 + v] >> 4) << (16 + v);
+        }
+        memcpy(blk[r].qh, &qh, 4);
+    }
+    const size_t psz = sl_panel_size(SL_TYPE_Q5_0, 32);
+    T_EQ_INT(psz, 64 + 2 * (64 + 256)); /* one block, padded to a pair */
+    uint8_t *pw = aligned_alloc(64, psz);
+    if (!pw) return;
+    sl_panel_pack(SL_TYPE_Q5_0, blk, sizeof blk[0], SL_PANEL_ROWS, 32, pw);
+    for (int r = 0; r < SL_PANEL_ROWS; r++) {
+        T_TRUE(memcmp(pw + 2 * r, &blk[r].d, 2) == 0);
+        for (int k = 0; k < 4; k++)
+            for (int j = 0; j < 4; j++) {
+                const int lo = val[r][4 * k + j], hi = val[r][16 + 4 * k + j];
+                T_EQ_INT(pw[64 + 2 * 64 + 64 * k + 4 * r + j], (lo & 7) | hi << 3);
+                T_EQ_INT(pw[64 + 4 * r + j] >> (2 * k) & 3, lo >> 3);
+            }
+    }
+    /* the second block of the pair reads as zero */
+    for (size_t i = 32; i < 64; i++) T_EQ_INT(pw[i], 0);
+    for (size_t i = 64 + 64; i < 64 + 128; i++) T_EQ_INT(pw[i], 0);
+    for (size_t i = 64 + 128 + 256; i < psz; i++) T_EQ_INT(pw[i], 0);
+    free(pw);
+}
+
+/* One call of a Q5_0 panel kernel with nc activation rows on a panel of
+ * R rows: the first nc x R outputs against sl_vec_dot_ref, the rest of y
+ * untouched. Returns nonzero after the first failure (one report). */
+static int check_q5_0_call(const struct sl_kernels *k, int64_t n, const uint8_t *pw,
+                           const uint8_t *pa, int nc, int R, const uint8_t *w, const uint8_t *a)
+{
+    const struct sl_panel *pn = &k->panel[SL_TYPE_Q5_0];
+    const size_t wrow = sl_row_size(SL_TYPE_Q5_0, n), prow = pn->act_size(n);
+    const size_t arow = sl_row_size(sl_type_traits(SL_TYPE_Q5_0)->dot_type, n);
+    float y[4 * SL_PANEL_ROWS];
+    for (size_t i = 0; i < sizeof y / sizeof y[0]; i++) y[i] = NAN;
+    pn->dot(n, pw, pa, prow, nc, R, y, SL_PANEL_ROWS);
+    for (int t = 0; t < 4; t++)
+        for (int r = 0; r < SL_PANEL_ROWS; r++) {
+            const float got = y[t * SL_PANEL_ROWS + r];
+            t_checks++;
+            if (t >= nc || r >= R) { /* past the rows and activations asked for */
+                if (isnan(got)) continue;
+                T_FAIL_AT("%s Q5_0 nc=%d R=%d wrote y[%d][%d]", k->name, nc, R, t, r);
+                return 1;
+            }
+            const uint8_t *wr = w + (size_t)r * wrow, *at = a + (size_t)t * arow;
+            const float ref = sl_vec_dot_ref(SL_TYPE_Q5_0, n, wr, at);
+            const double mag = dot_magnitude(SL_TYPE_Q5_0, n, wr, at);
+            if (fabs((double)got - ref) <= SL_TOL_DOT_Q5_0 * mag) continue;
+            T_FAIL_AT("%s Q5_0 panel n=%lld nc=%d row %d of %d, act %d: got %.9g, ref %.9g",
+                      k->name, (long long)n, nc, r, R, t, got, ref);
+            return 1;
+        }
+    return 0;
+}
+
+/* Every activation-row count the Q5_0 panel kernel takes (nc = 1 ..
+ * tile_c, each called on its own), on short panels (1, 7 and 15 rows)
+ * and odd block counts, against sl_vec_dot_ref. On the scalar path there
+ * is no panel kernel: the layout still round-trips there. */
+static void q5_0_panels_match_ref_for_every_row_count(void)
+{
+    static const int64_t blocks[] = {1, 3, 5, 29};
+    static const int rows[] = {1, 7, 15, 16};
+    const int dt = sl_type_traits(SL_TYPE_Q5_0)->dot_type, T = 4;
+    rng_seed(5005);
+    for (size_t bi = 0; bi < sizeof blocks / sizeof blocks[0]; bi++)
+        for (size_t ri = 0; ri < sizeof rows / sizeof rows[0]; ri++) {
+            const int64_t n = 32 * blocks[bi];
+            const int R = rows[ri];
+            const size_t wrow = sl_row_size(SL_TYPE_Q5_0, n), arow = sl_row_size(dt, n);
+            uint8_t *w = malloc(wrow * (size_t)R), *a = malloc(arow * T), *back = malloc(wrow);
+            uint8_t *pw = aligned_alloc(64, sl_panel_size(SL_TYPE_Q5_0, n));
+            float *x = malloc((size_t)n * T * sizeof *x);
+            for (int r = 0; r < R; r++) make_weights(SL_TYPE_Q5_0, n, w + (size_t)r * wrow, -1);
+            for (int64_t i = 0; i < n * T; i++) x[i] = rng_gauss();
+            for (int t = 0; t < T; t++)
+                sl_quantize_row_ref(dt, x + (size_t)t * n, a + (size_t)t * arow, n);
+            sl_panel_pack(SL_TYPE_Q5_0, w, wrow, R, n, pw);
+            for (int r = 0; r < R; r++) {
+                sl_panel_unpack_row(SL_TYPE_Q5_0, pw, r, n, back);
+                T_TRUE(memcmp(back, w + (size_t)r * wrow, wrow) == 0);
+            }
+            for (int p = 0; p < N_PATHS; p++) {
+                const struct sl_kernels *k = sl_kernels_get(path_names[p]);
+                const struct sl_panel *pn = k ? &k->panel[SL_TYPE_Q5_0] : NULL;
+                if (!pn || !pn->dot) continue;
+                const size_t prow = pn->act_size(n);
+                uint8_t *pa = malloc(prow * T);
+                for (int t = 0; t < T; t++) pn->pack(x + (size_t)t * n, pa + (size_t)t * prow, n);
+                for (int nc = 1; nc <= pn->tile_c && nc <= T; nc++)
+                    if (check_q5_0_call(k, n, pw, pa, nc, R, w, a)) break;
+                free(pa);
+            }
+            free(w);
+            free(a);
+            free(pw);
+            free(back);
+            free(x);
+        }
+}
+
 /* An AVX2 machine repacks the same quantized types as an AVX-512 one:
  * the types with a panel layout (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K: the last
  * is in every Q4_K_M file) have a panel kernel on both paths, so none of
@@ -898,6 +1016,8 @@ int main(int argc, char **argv)
     T_RUN(vec_dot_matches_ref_on_llama_cpp_weights);
     T_RUN(mm_tiles_match_ref_on_every_path_and_type);
     T_RUN(panels_match_ref_on_every_path_and_type);
+    T_RUN(q5_0_panel_puts_each_value_in_its_documented_bits);
+    T_RUN(q5_0_panels_match_ref_for_every_row_count);
     T_RUN(avx2_has_a_panel_kernel_for_every_quantized_panel_layout);
     T_RUN(matmul_uses_panels_only_while_they_match_the_weights);
     T_RUN(quantize_row_is_bit_exact_for_the_dot_types);

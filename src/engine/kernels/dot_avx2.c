@@ -1207,7 +1207,7 @@ PANEL_F(panel_bf16, panel_ld_bf16)
  *         takes |w| times sign(a, w) (at most 32512, see the top), so each
  *         chunk is widened on its own.
  */
-#define PANEL_C 4 /* most activation rows per call (Q8_0; Q4_0 takes 2) */
+#define PANEL_C 4 /* most activation rows per call (Q8_0, Q5_0; Q4_0 takes 2) */
 
 static inline int32_t ld32(const int8_t *p)
 {
@@ -1388,37 +1388,45 @@ static inline __attribute__((always_inline)) void panel_q4_K_nc(int64_t n, const
     panel_store(acc, NC, nr, y, ldy);
 }
 
-/* Q5_0: the nibbles as Q4_0, 16 added where the block's masks say (bits
- * 32h .. 32h + 31 of mask k are rows 8h .. 8h + 7, spread to bytes by
- * bits_u32). The values reach 31, so the four vpmaddubsw of the low
- * nibbles add up in int16 (4 * 2 * 31 * 127 = 31496), the four of the high
- * ones likewise, and the two are widened apart; the offset 16 is taken
- * off as -16 * sum(a), once per block. */
+/* Q5_0 (layout: kernels.h; as the avx512 kernel): the high values are
+ * the bytes' bits 3-7 (an and and a shift: vpmaddubsw cannot take 8 hi),
+ * the low ones bits 0-2 or'ed with 8 (lo >> 3), looked up by vpshufb from
+ * the nibbles of the block's upper bytes (split once per half block). The
+ * values reach 31, so the four vpmaddubsw of the low values add up in
+ * int16 (4 * 2 * 31 * 127 = 31496), the four of the high ones likewise,
+ * and the two are widened apart; the offset 16 is taken off as
+ * -16 * sum(a), once per block. */
 static inline __attribute__((always_inline)) void panel_q5_0_nc(int64_t n, const uint8_t *p, const uint8_t *a,
                                                                 size_t as, const int NC, int nr, float *y,
                                                                 size_t ldy)
 {
     const int64_t nb = n / 32;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m16 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+    const __m256i m7 = _mm256_set1_epi8(0x07), m_hi = _mm256_set1_epi8((char)0xF8);
+    const __m256i m_nib = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    /* 8 * (lo >> 3) from a nibble: bits 0-1 (chunks 0, 2), bits 2-3 (1, 3) */
+    const __m128i t0 = _mm_setr_epi8(0, 8, 16, 24, 0, 8, 16, 24, 0, 8, 16, 24, 0, 8, 16, 24);
+    const __m128i t1 = _mm_setr_epi8(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24);
+    const __m256i up[2] = {_mm256_broadcastsi128_si256(t0), _mm256_broadcastsi128_si256(t1)};
     __m256 acc[PANEL_C][2];
     for (int c = 0; c < NC; c++) acc[c][0] = acc[c][1] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = p + (size_t)(b / 2) * (64 + 2 * (64 + 256));
-        const uint8_t *mk = blk + 64 + (b % 2) * 64;
+        const uint8_t *ub = blk + 64 + (b % 2) * 64;
         const uint8_t *qs = blk + 64 + 2 * 64 + (b % 2) * 256;
 #pragma GCC unroll 2
         for (int h = 0; h < 2; h++) {
             const __m256 dw = _mm256_cvtph_ps(_mm_load_si128((const __m128i *)(blk + 32 * (b % 2) + 16 * h)));
+            const __m256i u = _mm256_load_si256((const __m256i *)(ub + 32 * h));
+            const __m256i ix[2] = {_mm256_and_si256(u, m_nib),
+                                   _mm256_and_si256(_mm256_srli_epi16(u, 4), m_nib)};
             __m256i lo[4], hi[4];
 #pragma GCC unroll 4
             for (int k = 0; k < 4; k++) {
                 const __m256i raw = _mm256_load_si256((const __m256i *)(qs + 64 * k + 32 * h));
-                uint32_t ml, mh;
-                memcpy(&ml, mk + 8 * k + 4 * h, 4);
-                memcpy(&mh, mk + 32 + 8 * k + 4 * h, 4);
-                lo[k] = _mm256_or_si256(_mm256_and_si256(raw, m4), _mm256_and_si256(bits_u32(ml), m16));
-                hi[k] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4),
-                                        _mm256_and_si256(bits_u32(mh), m16));
+                const __m256i u8 = _mm256_shuffle_epi8(up[k % 2], ix[k / 2]); /* 8 (lo >> 3) */
+                lo[k] = _mm256_or_si256(_mm256_and_si256(raw, m7), u8);
+                /* a 16-bit shift: bits 0-2 of the upper byte are 0 after the and */
+                hi[k] = _mm256_srli_epi16(_mm256_and_si256(raw, m_hi), 3);
             }
 #pragma GCC unroll 2
             for (int c = 0; c < NC; c++) {
@@ -1543,7 +1551,21 @@ static inline __attribute__((always_inline)) void panel_q6_K_nc(int64_t n, const
 
 PANEL_SWITCH(panel_q4_0)
 PANEL_SWITCH(panel_q4_K)
-PANEL_SWITCH(panel_q5_0)
+
+/* Q5_0 takes up to 4 activation rows per call: the lo/hi registers spill
+ * at 3 and 4, and still 4 rows in one call beat two calls of 2 by 1.26x
+ * in L2 (3 rows: 1.10x over 2 + 1; docs/performance.md, "Q5_0 panels"). */
+static void panel_q5_0(int64_t n, const void *p, const void *a, size_t as, int nc, int nr, float *y,
+                       size_t ldy)
+{
+    switch (nc) {
+    case 1: panel_q5_0_nc(n, p, a, as, 1, nr, y, ldy); break;
+    case 2: panel_q5_0_nc(n, p, a, as, 2, nr, y, ldy); break;
+    case 3: panel_q5_0_nc(n, p, a, as, 3, nr, y, ldy); break;
+    default: panel_q5_0_nc(n, p, a, as, 4, nr, y, ldy); break;
+    }
+}
+
 PANEL_SWITCH(panel_q6_K)
 
 static void panel_q8_0(int64_t n, const void *p, const void *a, size_t as, int nc, int nr, float *y, size_t ldy)
@@ -1598,7 +1620,7 @@ const struct sl_kernels sl_kernels_avx2 = {
             [SL_TYPE_Q4_0] = {sl_q8s_size, pack_q8s, panel_q4_0, 2},
             [SL_TYPE_Q8_0] = {sl_q8s_size, pack_q8s, panel_q8_0, PANEL_C},
             [SL_TYPE_Q4_K] = {q8_K_size, pack_q8_K, panel_q4_K, 2},
-            [SL_TYPE_Q5_0] = {sl_q8s_size, pack_q8s, panel_q5_0, 2},
+            [SL_TYPE_Q5_0] = {sl_q8s_size, pack_q8s, panel_q5_0, PANEL_C},
             [SL_TYPE_Q6_K] = {q8_K_size, pack_q8_K, panel_q6_K, 2},
             [SL_TYPE_F16] = {f32_size, pack_f16, panel_f16, PANEL_F_C},
             [SL_TYPE_BF16] = {f32_size, pack_bf16, panel_bf16, PANEL_F_C},
@@ -1611,6 +1633,8 @@ const struct sl_kernels sl_kernels_avx2 = {
     .attn_scores = sl_attn_scores_avx2,
     .attn_pv = sl_attn_pv_avx2,
     .exp_row = sl_exp_row_avx2,
+    .pack_f16 = sl_panel_pack_f16_avx2, /* kernels/pack_avx2.c, load time only */
+    .pack_q = sl_panel_pack_q_avx2,
 };
 
 #endif /* x86 */

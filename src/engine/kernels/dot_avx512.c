@@ -1176,33 +1176,46 @@ static inline __attribute__((always_inline)) void panel_q8_0_nc(int64_t n, const
     for (int c = 0; c < NC; c++) _mm512_mask_storeu_ps(y + (size_t)c * ldy, m, acc[c]);
 }
 
-/* Q5_0: the nibbles as Q4_0 (both halves shifted down: the fifth bit
- * does not fit 16 q), 16 added where the block's masks say. */
+/*
+ * Q5_0 (layout: kernels.h): each chunk byte is lo & 7 | hi << 3, so the
+ * high value is in place as 8 hi (one and; the product is shifted down by
+ * 3 once per block, exactly), and the low value is the byte's bits 0-2
+ * with lo >> 3 from the block's 64 upper bytes: split once per block into
+ * the nibbles of chunks 0-1 and 2-3, looked up as 8 (lo >> 3) by one
+ * vpshufb per chunk and merged by one vpternlogd. Per block that is 15
+ * vector ops besides the 8 vpdpbusd, where the layout with 8 fifth-bit masks
+ * took 20 and 8 mask loads (masked adds, and the high nibbles shifted
+ * down): 1.27-1.29x in L2 with one activation row (docs/performance.md,
+ * "Q5_0 panels").
+ */
 static inline __attribute__((always_inline)) void panel_q5_0_nc(int64_t n, const uint8_t *p, const uint8_t *a,
                                                                 size_t as, const int NC, int nr, float *y,
                                                                 size_t ldy)
 {
     const int64_t nb = n / 32;
-    const __m512i m_lo = _mm512_set1_epi8(0x0F), c16 = _mm512_set1_epi8(0x10);
+    const __m512i m7 = _mm512_set1_epi8(0x07), m_hi = _mm512_set1_epi8((char)0xF8);
+    const __m512i m_nib = _mm512_set1_epi8(0x0F);
+    /* 8 * (lo >> 3) from a nibble: bits 0-1 (chunks 0, 2), bits 2-3 (1, 3) */
+    const __m128i t0 = _mm_setr_epi8(0, 8, 16, 24, 0, 8, 16, 24, 0, 8, 16, 24, 0, 8, 16, 24);
+    const __m128i t1 = _mm_setr_epi8(0, 0, 0, 0, 8, 8, 8, 8, 16, 16, 16, 16, 24, 24, 24, 24);
+    const __m512i up[2] = {_mm512_broadcast_i32x4(t0), _mm512_broadcast_i32x4(t1)};
     __m512 acc[TILE_C];
 #pragma GCC unroll 4
     for (int c = 0; c < NC; c++) acc[c] = _mm512_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = p + (size_t)(b / 2) * (64 + 2 * (64 + 256));
-        const uint8_t *mk = blk + 64 + (b % 2) * 64;
         const uint8_t *qs = blk + 64 + 2 * 64 + (b % 2) * 256;
         const __m512 dw = _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)(blk + 32 * (b % 2))));
+        const __m512i ub = _mm512_load_si512(blk + 64 + (b % 2) * 64);
+        const __m512i ix[2] = {_mm512_and_si512(ub, m_nib),
+                               _mm512_and_si512(_mm512_srli_epi16(ub, 4), m_nib)};
         __m512i lo[4], hi[4];
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             const __m512i raw = _mm512_load_si512(qs + 64 * k);
-            uint64_t ml, mh;
-            memcpy(&ml, mk + 8 * k, 8);
-            memcpy(&mh, mk + 32 + 8 * k, 8);
-            lo[k] = _mm512_and_si512(raw, m_lo);
-            hi[k] = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m_lo);
-            lo[k] = _mm512_mask_add_epi8(lo[k], (__mmask64)ml, lo[k], c16);
-            hi[k] = _mm512_mask_add_epi8(hi[k], (__mmask64)mh, hi[k], c16);
+            const __m512i u8 = _mm512_shuffle_epi8(up[k % 2], ix[k / 2]); /* 8 (lo >> 3) */
+            lo[k] = _mm512_ternarylogic_epi32(m7, raw, u8, 0xCA);           /* m7 ? raw : u8 */
+            hi[k] = _mm512_and_si512(raw, m_hi);
         }
 #pragma GCC unroll 4
         for (int c = 0; c < NC; c++) {
@@ -1213,7 +1226,7 @@ static inline __attribute__((always_inline)) void panel_q5_0_nc(int64_t n, const
                 sl = _mm512_dpbusd_epi32(sl, lo[k], _mm512_set1_epi32(ld32(x->qs + 4 * k)));
                 sh = _mm512_dpbusd_epi32(sh, hi[k], _mm512_set1_epi32(ld32(x->qs + 16 + 4 * k)));
             }
-            const __m512i s = _mm512_add_epi32(sl, sh);
+            const __m512i s = _mm512_add_epi32(sl, _mm512_srai_epi32(sh, 3));
             acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(dw, _mm512_set1_ps(x->d)), acc[c]);
         }
     }
@@ -1457,6 +1470,8 @@ const struct sl_kernels sl_kernels_avx512 = {
     .attn_scores = sl_attn_scores_avx512,
     .attn_pv = sl_attn_pv_avx512,
     .exp_row = sl_exp_row_avx512,
+    .pack_f16 = sl_panel_pack_f16_avx512, /* kernels/pack_avx512.c, load time only */
+    .pack_q = sl_panel_pack_q_avx512,
 };
 
 #endif /* x86 */

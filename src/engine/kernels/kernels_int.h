@@ -51,5 +51,9 @@ float sl_exp_row_avx512(int64_t n, float *x, float mx);
 /* pack_avx2.c, pack_avx512.c: F16/BF16 panels (kernels.h pack_f16). */
 void sl_panel_pack_f16_avx2(const void *w, size_t w_stride, int nr, int64_t n, void *out);
 void sl_panel_pack_f16_avx512(const void *w, size_t w_stride, int nr, int64_t n, void *out);
+/* pack_avx2.c, pack_avx512.c: full Q4_0, Q8_0, Q4_K and Q6_K panels
+ * (kernels.h pack_q). */
+void sl_panel_pack_q_avx2(int type, const void *w, size_t w_stride, int64_t n, void *out);
+void sl_panel_pack_q_avx512(int type, const void *w, size_t w_stride, int64_t n, void *out);
 
 #endif
