@@ -328,14 +328,16 @@ static void quantize_ref(int type, const float *x, void *out, int64_t n)
     sl_quantize_row_ref(type, x, out, n);
 }
 
-float sl_dot_f16_f32_ref(int64_t n, const uint16_t *k, const float *q)
+/* sum k[i] * q[i] and acc += a * v over fp16 rows: the attention
+ * references' steps */
+static float dot_f16_f32_ref(int64_t n, const uint16_t *k, const float *q)
 {
     float s = 0;
     for (int64_t i = 0; i < n; i++) s += q[i] * sl_fp16_to_fp32(k[i]);
     return s;
 }
 
-void sl_axpy_f16_ref(int64_t n, float a, const uint16_t *v, float *acc)
+static void axpy_f16_ref(int64_t n, float a, const uint16_t *v, float *acc)
 {
     for (int64_t i = 0; i < n; i++) acc[i] += a * sl_fp16_to_fp32(v[i]);
 }
@@ -368,7 +370,7 @@ void sl_attn_scores_ref(int32_t nv, const uint16_t *k, size_t k_stride, const in
     for (int g = 0; g < G; g++) {
         mx[g] = -INFINITY;
         for (int32_t j = 0; j < nv; j++) {
-            const float s = sl_dot_f16_f32_ref(d, k + (size_t)cells[j] * k_stride, q + (size_t)g * d) * scale;
+            const float s = dot_f16_f32_ref(d, k + (size_t)cells[j] * k_stride, q + (size_t)g * d) * scale;
             out[(size_t)g * nv + j] = s;
             if (s > mx[g]) mx[g] = s;
         }
@@ -381,7 +383,7 @@ void sl_attn_pv_ref(int32_t nv, const uint16_t *v, size_t v_stride, const int32_
     for (int g = 0; g < G; g++) {
         float *a = acc + (size_t)g * acc_stride;
         memset(a, 0, (size_t)dv * sizeof *a);
-        for (int32_t k = 0; k < nv; k++) sl_axpy_f16_ref(dv, w[(size_t)g * nv + k], v + (size_t)cells[k] * v_stride, a);
+        for (int32_t k = 0; k < nv; k++) axpy_f16_ref(dv, w[(size_t)g * nv + k], v + (size_t)cells[k] * v_stride, a);
     }
 }
 
@@ -403,8 +405,6 @@ static const struct sl_kernels scalar = {
             [SL_TYPE_Q6_K] = dot_ref_Q6_K,
         },
     .quantize_row = quantize_ref,
-    .dot_f16_f32 = sl_dot_f16_f32_ref,
-    .axpy_f16 = sl_axpy_f16_ref,
     .fp32_to_fp16_row = sl_fp32_to_fp16_row_ref,
     .pack_f16 = sl_panel_pack_f16_ref,
     .silu_mul = sl_silu_mul_ref,
@@ -448,8 +448,6 @@ static void resolve(struct sl_kernels *dst, const struct sl_kernels *src)
     for (int t = 0; t < SL_TYPE_COUNT; t++)
         if (!dst->vec_dot[t]) dst->vec_dot[t] = scalar.vec_dot[t];
     if (!dst->quantize_row) dst->quantize_row = scalar.quantize_row;
-    if (!dst->dot_f16_f32) dst->dot_f16_f32 = scalar.dot_f16_f32;
-    if (!dst->axpy_f16) dst->axpy_f16 = scalar.axpy_f16;
     if (!dst->fp32_to_fp16_row) dst->fp32_to_fp16_row = scalar.fp32_to_fp16_row;
     if (!dst->pack_f16) dst->pack_f16 = scalar.pack_f16;
     if (!dst->silu_mul) dst->silu_mul = scalar.silu_mul;

@@ -151,10 +151,8 @@ struct sl_kernels {
      * kernel and model.c does not repack that type */
     struct sl_panel panel[SL_TYPE_COUNT];
 
-    /* attention over the fp16 KV cache (forward.c attn_item, store_kv) */
-    float (*dot_f16_f32)(int64_t n, const uint16_t *k, const float *q); /* sum k[i] * q[i] */
-    void (*axpy_f16)(int64_t n, float a, const uint16_t *v, float *acc); /* acc += a * v */
-    void (*fp32_to_fp16_row)(int64_t n, const float *x, uint16_t *y);   /* round to nearest even */
+    /* the fp16 KV cache's rows (forward.c store_kv) */
+    void (*fp32_to_fp16_row)(int64_t n, const float *x, uint16_t *y); /* round to nearest even */
 
     /* the gated FFN (forward.c): g[i] = act(g[i]) * u[i] for i < n, act =
      * SiLU x / (1 + e^-x) or GELU's tanh approximation; the SIMD paths use
@@ -219,8 +217,6 @@ void sl_q8x4_from_q8_0(const struct sl_block_q8_0 *x, int64_t nb, int k, struct 
 
 /* Scalar references of the attention helpers: float sums in index order,
  * exactly what forward.c computed before the table had these entries. */
-float sl_dot_f16_f32_ref(int64_t n, const uint16_t *k, const float *q);
-void sl_axpy_f16_ref(int64_t n, float a, const uint16_t *v, float *acc);
 void sl_fp32_to_fp16_row_ref(int64_t n, const float *x, uint16_t *y);
 
 /* Scalar references: sl_panel_pack for every type (sl_panel_pack itself

@@ -474,32 +474,6 @@ DOT_FLOAT(dot_bf16, uint16_t, load_bf16, sl_bf16_to_fp32)
 /* attention helpers                                                         */
 /* ------------------------------------------------------------------------ */
 
-static float dot_f16_f32(int64_t n, const uint16_t *k, const float *q)
-{
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(load_f16(k + i), _mm256_loadu_ps(q + i), a0);
-        a1 = _mm256_fmadd_ps(load_f16(k + i + 8), _mm256_loadu_ps(q + i + 8), a1);
-    }
-    if (i + 8 <= n) {
-        a0 = _mm256_fmadd_ps(load_f16(k + i), _mm256_loadu_ps(q + i), a0);
-        i += 8;
-    }
-    float s = hsum_ps(_mm256_add_ps(a0, a1));
-    for (; i < n; i++) s += h2f(k[i]) * q[i];
-    return s;
-}
-
-static void axpy_f16(int64_t n, float a, const uint16_t *v, float *acc)
-{
-    const __m256 va = _mm256_set1_ps(a);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(va, load_f16(v + i), _mm256_loadu_ps(acc + i)));
-    for (; i < n; i++) acc[i] += a * h2f(v[i]);
-}
-
 static void fp32_to_fp16_row(int64_t n, const float *x, uint16_t *y)
 {
     int64_t i = 0;
@@ -1625,8 +1599,6 @@ const struct sl_kernels sl_kernels_avx2 = {
             [SL_TYPE_F16] = {f32_size, pack_f16, panel_f16, PANEL_F_C},
             [SL_TYPE_BF16] = {f32_size, pack_bf16, panel_bf16, PANEL_F_C},
         },
-    .dot_f16_f32 = dot_f16_f32,
-    .axpy_f16 = axpy_f16,
     .fp32_to_fp16_row = fp32_to_fp16_row,
     .silu_mul = sl_silu_mul_avx2,
     .gelu_mul = sl_gelu_mul_avx2,

@@ -451,30 +451,6 @@ DOT_FLOAT(dot_bf16, uint16_t, load_bf16)
 /* attention helpers                                                         */
 /* ------------------------------------------------------------------------ */
 
-static float dot_f16_f32(int64_t n, const uint16_t *k, const float *q)
-{
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm512_fmadd_ps(load_f16(k + i, 0xFFFF), _mm512_loadu_ps(q + i), a0);
-        a1 = _mm512_fmadd_ps(load_f16(k + i + 16, 0xFFFF), _mm512_loadu_ps(q + i + 16), a1);
-    }
-    for (; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? 0xFFFF : tail16(n - i);
-        a0 = _mm512_fmadd_ps(load_f16(k + i, m), load_f32(q + i, m), a0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-}
-
-static void axpy_f16(int64_t n, float a, const uint16_t *v, float *acc)
-{
-    const __m512 va = _mm512_set1_ps(a);
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = n - i >= 16 ? 0xFFFF : tail16(n - i);
-        _mm512_mask_storeu_ps(acc + i, m, _mm512_fmadd_ps(va, load_f16(v + i, m), load_f32(acc + i, m)));
-    }
-}
-
 static void fp32_to_fp16_row(int64_t n, const float *x, uint16_t *y)
 {
     for (int64_t i = 0; i < n; i += 16) {
@@ -1462,8 +1438,6 @@ const struct sl_kernels sl_kernels_avx512 = {
             [SL_TYPE_F16] = {f32_size, pack_f16, panel_f16, PANEL_F_C},
             [SL_TYPE_BF16] = {f32_size, pack_bf16, panel_bf16, PANEL_F_C},
         },
-    .dot_f16_f32 = dot_f16_f32,
-    .axpy_f16 = axpy_f16,
     .fp32_to_fp16_row = fp32_to_fp16_row,
     .silu_mul = sl_silu_mul_avx512,
     .gelu_mul = sl_gelu_mul_avx512,
