@@ -109,6 +109,7 @@ struct sl_model {
     char *name;                   /* general.name or the file's base name */
     uint64_t n_params;
     uint64_t n_bytes;             /* bytes of all tensors */
+    uint64_t file_hash;           /* fingerprint of the file, taken at load (model.c) */
     void *panels;                 /* the repacked weights (model.c), or NULL */
     size_t panels_size;           /* its bytes (an anonymous mapping) */
 };

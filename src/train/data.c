@@ -58,13 +58,6 @@ void sl_rng_shuffle(struct sl_rng *r, int32_t *idx, size_t n)
     }
 }
 
-uint64_t sl_fnv1a(uint64_t h, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
 /* ------------------------------------------------------------------------ */
 /* files                                                                     */
 /* ------------------------------------------------------------------------ */

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "base/err.h"
+#include "base/fnv.h" /* sl_fnv1a: cache keys of these files */
 
 #define SL_DATA_MAX_EXAMPLES 10000000
 #define SL_DATA_MAX_FILE ((size_t)1 << 31) /* 2 GiB */
@@ -70,8 +71,5 @@ int sl_split(size_t n, double val_frac, uint64_t seed, int32_t **train, size_t *
 /* Whole file into a NUL-terminated malloc'd buffer (limit SL_DATA_MAX_FILE). */
 int sl_read_file(const char *path, char **out, size_t *len, struct sl_err *err);
 
-/* FNV-1a 64 over bytes, chained from h (start with SL_FNV_INIT). */
-#define SL_FNV_INIT 0xcbf29ce484222325ull
-uint64_t sl_fnv1a(uint64_t h, const void *p, size_t n);
 
 #endif

@@ -851,15 +851,7 @@ int sl_head_load(struct sl_head *h, const char *path, struct sl_err *err)
 
 uint64_t sl_head_model_hash(const struct sl_model *m)
 {
-    const struct sl_gguf *g = m->gguf;
-    uint64_t h = sl_fnv1a(SL_FNV_INIT, g->base, g->data_offset);
-    h = sl_fnv1a(h, &g->size, sizeof g->size);
-    size_t data = g->size - g->data_offset;
-    for (int i = 0; i < 64 && data > 0; i++) {
-        size_t off = data / 64 * (size_t)i, n = SL_MIN((size_t)4096, data - off);
-        h = sl_fnv1a(h, g->base + g->data_offset + off, n);
-    }
-    return h;
+    return m->file_hash;
 }
 
 
