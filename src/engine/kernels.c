@@ -13,6 +13,7 @@
 #include "kernels.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -243,6 +244,42 @@ void sl_panel_pack_ref(int type, const void *w, size_t w_stride, int nr, int64_t
     }
     /* rows past nr, and the second block of a last odd pair: scale 0 and
      * quants 0 (the kernels never read that block) */
+}
+
+/* The scalar parts the ISA packs share (kernels/pack_*.c). */
+
+void sl_pack_f16_tail(const uint8_t *src, size_t w_stride, int64_t k, int64_t n, uint8_t *o)
+{
+    for (; k < n; k++)
+        for (int i = 0; i < 16; i++) memcpy(o + 32 * k + 2 * i, src + (size_t)i * w_stride + 2 * k, 2);
+    if (n % 2) memset(o + 32 * n, 0, 32); /* the zero slice that makes whole lines */
+}
+
+void sl_pack_hdr_pair(const uint8_t *src, size_t w_stride, size_t block_bytes, int64_t j, uint8_t hdr[64])
+{
+    for (int h = 0; h < 2; h++)
+        for (int r = 0; r < 16; r++)
+            memcpy(hdr + 32 * h + 2 * r, src + (size_t)r * w_stride + (size_t)(2 * j + h) * block_bytes, 2);
+}
+
+void sl_pack_hdr_q4_K(const uint8_t *src, size_t w_stride, int64_t i, uint8_t hdr[320])
+{
+    for (int r = 0; r < 16; r++) {
+        const struct sl_block_q4_K *blk = (const struct sl_block_q4_K *)(const void *)(src + (size_t)r * w_stride) + i;
+        memcpy(hdr + 2 * r, &blk->d, 2);
+        memcpy(hdr + 32 + 2 * r, &blk->dmin, 2);
+        for (int j = 0; j < 8; j++) sl_k4_scale_min(j, blk->scales, hdr + 64 + 16 * j + r, hdr + 192 + 16 * j + r);
+    }
+}
+
+void sl_pack_hdr_q6_K(const uint8_t *b0, size_t w_stride, uint8_t hdr[320])
+{
+    memset(hdr, 0, 64);
+    for (int r = 0; r < 16; r++) {
+        const uint8_t *blk = b0 + (size_t)r * w_stride;
+        memcpy(hdr + 2 * r, blk + offsetof(struct sl_block_q6_K, d), 2);
+        for (int j = 0; j < 16; j++) hdr[64 + 16 * j + r] = blk[offsetof(struct sl_block_q6_K, scales) + j];
+    }
 }
 
 void sl_panel_pack_f16_ref(const void *w, size_t w_stride, int nr, int64_t n, void *out)

@@ -56,4 +56,14 @@ void sl_panel_pack_f16_avx512(const void *w, size_t w_stride, int nr, int64_t n,
 void sl_panel_pack_q_avx2(int type, const void *w, size_t w_stride, int64_t n, void *out);
 void sl_panel_pack_q_avx512(int type, const void *w, size_t w_stride, int64_t n, void *out);
 
+/* Scalar parts of the ISA panel packs (kernels.c): the F16 columns from k
+ * on plus the zero slice of an odd n; the 64-byte scale line of Q4_0/Q8_0
+ * block pair j; the 320-byte header of Q4_K super-block i (d, dmin, the
+ * 6-bit scales and mins as bytes) and of a Q6_K super-block at b0 (d, the
+ * int8 scales), of 16 rows w_stride apart. */
+void sl_pack_f16_tail(const uint8_t *src, size_t w_stride, int64_t k, int64_t n, uint8_t *o);
+void sl_pack_hdr_pair(const uint8_t *src, size_t w_stride, size_t block_bytes, int64_t j, uint8_t hdr[64]);
+void sl_pack_hdr_q4_K(const uint8_t *src, size_t w_stride, int64_t i, uint8_t hdr[320]);
+void sl_pack_hdr_q6_K(const uint8_t *b0, size_t w_stride, uint8_t hdr[320]);
+
 #endif

@@ -71,10 +71,7 @@ void sl_panel_pack_f16_avx2(const void *w, size_t w_stride, int nr, int64_t n, v
         }
     }
     if (stream) _mm_sfence();
-    for (; k < n; k++)
-        for (int i = 0; i < 16; i++)
-            memcpy(o + 32 * k + 2 * i, src + (size_t)i * w_stride + 2 * k, 2);
-    if (n % 2) memset(o + 32 * n, 0, 32); /* the zero slice that makes whole lines */
+    sl_pack_f16_tail(src, w_stride, k, n, o);
 }
 
 /*
@@ -143,10 +140,7 @@ void sl_panel_pack_q_avx2(int type, const void *w, size_t w_stride, int64_t n, v
         const __m256i flip = _mm256_set1_epi32(q8 ? (int)0x80808080u : 0); /* Q8_0: w + 128 */
         for (int64_t j = 0; j < n / 64; j++) {
             uint8_t *base = o + (size_t)j * pair;
-            for (int h = 0; h < 2; h++)
-                for (int r = 0; r < 16; r++)
-                    memcpy(hdr + 32 * h + 2 * r,
-                           src + (size_t)r * w_stride + (size_t)(2 * j + h) * bs, 2);
+            sl_pack_hdr_pair(src, w_stride, bs, j, hdr);
             put_lines(base, hdr, 1, stream);
             for (int h = 0; h < 2; h++) {
                 const uint8_t *qs = src + (size_t)(2 * j + h) * bs + 2;
@@ -158,14 +152,7 @@ void sl_panel_pack_q_avx2(int type, const void *w, size_t w_stride, int64_t n, v
         const __m256i zero = _mm256_setzero_si256();
         for (int64_t i = 0; i < n / SL_QK_K; i++) {
             uint8_t *base = o + (size_t)i * (64 + 2 * 128 + 2048);
-            for (int r = 0; r < 16; r++) {
-                const struct sl_block_q4_K *blk =
-                    (const struct sl_block_q4_K *)(const void *)(src + (size_t)r * w_stride) + i;
-                memcpy(hdr + 2 * r, &blk->d, 2);
-                memcpy(hdr + 32 + 2 * r, &blk->dmin, 2);
-                for (int j = 0; j < 8; j++)
-                    sl_k4_scale_min(j, blk->scales, hdr + 64 + 16 * j + r, hdr + 192 + 16 * j + r);
-            }
+            sl_pack_hdr_q4_K(src, w_stride, i, hdr);
             put_lines(base, hdr, 5, stream);
             const uint8_t *qs =
                 src + (size_t)i * sizeof(struct sl_block_q4_K) + offsetof(struct sl_block_q4_K, qs);
@@ -176,13 +163,7 @@ void sl_panel_pack_q_avx2(int type, const void *w, size_t w_stride, int64_t n, v
         for (int64_t i = 0; i < n / SL_QK_K; i++) {
             uint8_t *base = o + (size_t)i * (64 + 256 + 2048 + 1024);
             const uint8_t *b0 = src + (size_t)i * sizeof(struct sl_block_q6_K);
-            memset(hdr, 0, 64);
-            for (int r = 0; r < 16; r++) {
-                const uint8_t *blk = b0 + (size_t)r * w_stride;
-                memcpy(hdr + 2 * r, blk + offsetof(struct sl_block_q6_K, d), 2);
-                for (int j = 0; j < 16; j++)
-                    hdr[64 + 16 * j + r] = blk[offsetof(struct sl_block_q6_K, scales) + j];
-            }
+            sl_pack_hdr_q6_K(b0, w_stride, hdr);
             put_lines(base, hdr, 5, stream);
             /* chunks k = 4c..4c+3 of half h: ql dwords 16h + k and 16h + 8 + k,
              * qh dword 8h + k, of rows 0..7 (g = 0) and 8..15; both halves of

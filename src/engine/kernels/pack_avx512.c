@@ -94,10 +94,7 @@ void sl_panel_pack_f16_avx512(const void *w, size_t w_stride, int nr, int64_t n,
                 _mm512_storeu_si512(o + 32 * (k + 2 * j), x[j]);
     }
     if (stream) _mm_sfence();
-    for (; k < n; k++)
-        for (int i = 0; i < 16; i++)
-            memcpy(o + 32 * k + 2 * i, src + (size_t)i * w_stride + 2 * k, 2);
-    if (n % 2) memset(o + 32 * n, 0, 32); /* the zero slice that makes whole lines */
+    sl_pack_f16_tail(src, w_stride, k, n, o);
 }
 
 /*
@@ -164,10 +161,7 @@ void sl_panel_pack_q_avx512(int type, const void *w, size_t w_stride, int64_t n,
         const __m512i flip = _mm512_set1_epi32(q8 ? (int)0x80808080u : 0); /* Q8_0: w + 128 */
         for (int64_t j = 0; j < n / 64; j++) {
             uint8_t *base = o + (size_t)j * pair;
-            for (int h = 0; h < 2; h++)
-                for (int r = 0; r < 16; r++)
-                    memcpy(hdr + 32 * h + 2 * r,
-                           src + (size_t)r * w_stride + (size_t)(2 * j + h) * bs, 2);
+            sl_pack_hdr_pair(src, w_stride, bs, j, hdr);
             put_line(base, _mm512_load_si512(hdr), stream);
             for (int h = 0; h < 2; h++) {
                 const uint8_t *qs = src + (size_t)(2 * j + h) * bs + 2;
@@ -179,15 +173,7 @@ void sl_panel_pack_q_avx512(int type, const void *w, size_t w_stride, int64_t n,
         const __m512i zero = _mm512_setzero_si512();
         for (int64_t i = 0; i < n / SL_QK_K; i++) {
             uint8_t *base = o + (size_t)i * (64 + 2 * 128 + 2048);
-            for (int r = 0; r < 16; r++) {
-                const struct sl_block_q4_K *blk =
-                    (const struct sl_block_q4_K *)(const void *)(src + (size_t)r * w_stride) + i;
-                memcpy(hdr + 2 * r, &blk->d, 2);
-                memcpy(hdr + 32 + 2 * r, &blk->dmin, 2);
-                for (int jj = 0; jj < 8; jj++)
-                    sl_k4_scale_min(jj, blk->scales, hdr + 64 + 16 * jj + r,
-                                    hdr + 192 + 16 * jj + r);
-            }
+            sl_pack_hdr_q4_K(src, w_stride, i, hdr);
             for (int l = 0; l < 5; l++)
                 put_line(base + 64 * l, _mm512_load_si512(hdr + 64 * l), stream);
             const uint8_t *qs =
@@ -199,13 +185,7 @@ void sl_panel_pack_q_avx512(int type, const void *w, size_t w_stride, int64_t n,
         for (int64_t i = 0; i < n / SL_QK_K; i++) {
             uint8_t *base = o + (size_t)i * (64 + 256 + 2048 + 1024);
             const uint8_t *b0 = src + (size_t)i * sizeof(struct sl_block_q6_K);
-            memset(hdr, 0, 64);
-            for (int r = 0; r < 16; r++) {
-                const uint8_t *blk = b0 + (size_t)r * w_stride;
-                memcpy(hdr + 2 * r, blk + offsetof(struct sl_block_q6_K, d), 2);
-                for (int jj = 0; jj < 16; jj++)
-                    hdr[64 + 16 * jj + r] = blk[offsetof(struct sl_block_q6_K, scales) + jj];
-            }
+            sl_pack_hdr_q6_K(b0, w_stride, hdr);
             for (int l = 0; l < 5; l++)
                 put_line(base + 64 * l, _mm512_load_si512(hdr + 64 * l), stream);
             for (int h = 0; h < 2; h++) {
