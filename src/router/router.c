@@ -536,7 +536,7 @@ struct rq {
     bool sent_raw, sent_redacted, pii_kept;
     bool budget_skipped, pii_skipped, failed_any;
     bool stream_broken; /* chunks reached the client, then the stream failed */
-    bool client_gone;   /* req->should_stop said so: nothing more is called */
+    bool client_gone;   /* req->should_stop said so (before a tier, or a call gave up) */
     bool called[SL_CONFIG_MAX_BACKENDS];
     size_t n_called;
     char failures[256];
@@ -880,6 +880,9 @@ static enum tier_result try_tier(struct rq *q, int bi, bool stream, bool want_lo
     }
     if (S.oom) q->fatal = SL_ENOMEM;
     if (S.delivered && rc) q->stream_broken = true;
+    /* a call given up because the client left: nothing more for it */
+    if (rc && status == SL_BACKEND_ABORTED && req->should_stop && req->should_stop(req->stop_user))
+        q->client_gone = true;
     st->latency_ms = mono_ms() - t0;
     st->status = rc ? status : SL_BACKEND_OK;
     st->http_status = http_status;
@@ -1413,7 +1416,7 @@ int sl_router_route(struct sl_router *r, const struct sl_route_req *req,
         res->pii_action = "sent";
     else if (q.n_spans || q.scan_rc)
         res->pii_action = "kept-local";
-    if (q.client_gone) { /* set only before a further tier: nothing was final */
+    if (q.client_gone) { /* set only before a tier or by a call given up: nothing was final */
         answer_free(&kept);
         res->status = 499; /* nginx's "client closed request": nobody reads it */
         res->decision = "cancelled";

@@ -113,6 +113,7 @@ backends:
 ${remote('large', `${large.url}/v1`, '\n    task_api: sluice\n    timeout_ms: 20000')}
 ${remote('down', `http://127.0.0.1:${down}/v1`)}
 ${remote('slow', fakes.slow.url)}
+${remote('patient', fakes.slow.url, '\n    timeout_ms: 20000')}
 ${remote('err500', fakes.http500.url, '\n    max_retries: 1')}
 ${remote('garbage', fakes.malformed.url)}
 ${remote('leak', fakes.placeholder.url)}
@@ -146,6 +147,10 @@ routes:
   fb-slow:
     tiers: [small, slow]
     threshold: 1
+  gone:
+    tiers: [small, patient]
+    threshold: 1
+    pii: allow
   fb-500:
     tiers: [small, err500]
     threshold: 1
@@ -426,6 +431,40 @@ test('streaming through a route: chunks as they come, the sluice object in the l
     assert.ok(usage && usage.completion_tokens > 0);
     assert.equal(typeof text, 'string');
     checkLogged([{ id: last.request_id, decision: last.decision, route }]);
+  }
+});
+
+test('a client that leaves before the large tier answers: the call is given up, logged 499 "cancelled"', async () => {
+  // the large tier (the fake upstream) answers after 3 s; the client leaves
+  // after 0.6 s, streamed or not
+  for (const stream of [false, true]) {
+    const count = () => sqlite(db, "select count(*) as n from requests where route = 'gone'")[0].n;
+    const before = count();
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 600);
+    try {
+      const res = await fetch(`${router.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+        body: JSON.stringify({ model: 'gone', ...ask('Hello there'), stream }),
+        signal: ac.signal,
+      });
+      await res.text();
+      assert.fail(`the request finished before the client left (stream ${stream})`);
+    } catch (e) {
+      assert.equal(e.name, 'AbortError', String(e));
+    } finally {
+      clearTimeout(timer);
+    }
+    let rows = [];
+    for (let i = 0; i < 100 && rows.length === 0; i++) { // logged when routing ends
+      await new Promise((r) => setTimeout(r, 100));
+      if (count() > before)
+        rows = sqlite(db, "select status, decision from requests where route = 'gone' order by rowid desc limit 1");
+    }
+    assert.equal(rows.length, 1, `stream ${stream}: the request was not logged within 10 s`);
+    assert.equal(rows[0].status, 499, `stream ${stream}: ${JSON.stringify(rows[0])}`);
+    assert.equal(rows[0].decision, 'cancelled');
   }
 });
 

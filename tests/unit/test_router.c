@@ -46,6 +46,7 @@ struct fake {
     int n_steps, next;
     char *rec[FAKE_MAX_REC]; /* what each call received (messages joined by \n) */
     int n_calls;
+    int n_done;     /* calls that returned */
     int n_logprobs; /* calls that asked for logprobs */
     int n_streams;
 };
@@ -63,7 +64,7 @@ static void fake_reset(struct fake *f)
     for (int k = 0; k < f->n_calls && k < FAKE_MAX_REC; k++)
         free(f->rec[k]);
     memset(f->rec, 0, sizeof f->rec);
-    f->n_calls = f->n_logprobs = f->n_streams = 0;
+    f->n_calls = f->n_done = f->n_logprobs = f->n_streams = 0;
     f->next = 0;
     pthread_mutex_unlock(&f->mu);
 }
@@ -129,8 +130,17 @@ static int fail_with(const struct step *s, enum sl_backend_status *status, int *
     return sl_err_set(err, SL_EIO, "scripted %s", sl_backend_status_name(s->status));
 }
 
-static int fk_complete(void *ctx, const struct sl_backend_req *req, struct sl_backend_resp *resp,
-                       struct sl_err *err)
+/* A call has returned (for should_stop functions that watch the tiers). */
+static int fake_done(struct fake *f, int rc)
+{
+    pthread_mutex_lock(&f->mu);
+    f->n_done++;
+    pthread_mutex_unlock(&f->mu);
+    return rc;
+}
+
+static int fk_complete_call(void *ctx, const struct sl_backend_req *req, struct sl_backend_resp *resp,
+                            struct sl_err *err)
 {
     struct fake *f = ctx;
     char *in = join_msgs(req);
@@ -140,6 +150,7 @@ static int fk_complete(void *ctx, const struct sl_backend_req *req, struct sl_ba
     resp->tokens_in = resp->tokens_out = -1;
     resp->confidence = -1;
     resp->attempts = 1;
+    if (req->should_stop && req->should_stop(req->stop_user)) s.status = SL_BACKEND_ABORTED; /* as it waits */
     if (s.status != SL_BACKEND_OK) return fail_with(&s, &resp->status, &resp->http_status, err);
     resp->content = strdup(s.content);
     resp->finish_reason = strdup("stop");
@@ -150,6 +161,12 @@ static int fk_complete(void *ctx, const struct sl_backend_req *req, struct sl_ba
     resp->confidence = req->logprobs ? s.confidence : -1;
     resp->http_status = 200;
     return 0;
+}
+
+static int fk_complete(void *ctx, const struct sl_backend_req *req, struct sl_backend_resp *resp,
+                       struct sl_err *err)
+{
+    return fake_done(ctx, fk_complete_call(ctx, req, resp, err));
 }
 
 /* Streams the content 4 bytes a chunk (so placeholders split across
@@ -191,8 +208,8 @@ static int fk_stream(void *ctx, const struct sl_backend_req *req, sl_backend_chu
     return 0;
 }
 
-static int fk_task(void *ctx, const struct sl_backend_task_req *req,
-                   struct sl_backend_task_resp *resp, struct sl_err *err)
+static int fk_task_call(void *ctx, const struct sl_backend_task_req *req,
+                        struct sl_backend_task_resp *resp, struct sl_err *err)
 {
     struct fake *f = ctx;
     struct step s = fake_take(f, req->input, false, false);
@@ -200,6 +217,7 @@ static int fk_task(void *ctx, const struct sl_backend_task_req *req,
     resp->label = -1;
     resp->confidence = -1;
     resp->tokens_in = resp->tokens_out = -1;
+    if (req->should_stop && req->should_stop(req->stop_user)) s.status = SL_BACKEND_ABORTED; /* as it waits */
     if (s.status != SL_BACKEND_OK) return fail_with(&s, &resp->status, &resp->http_status, err);
     resp->confidence = s.confidence;
     resp->model = strdup(f->name);
@@ -214,6 +232,12 @@ static int fk_task(void *ctx, const struct sl_backend_task_req *req,
         resp->content = strdup(s.content);
     }
     return 0;
+}
+
+static int fk_task(void *ctx, const struct sl_backend_task_req *req,
+                   struct sl_backend_task_resp *resp, struct sl_err *err)
+{
+    return fake_done(ctx, fk_task_call(ctx, req, resp, err));
 }
 
 static int fk_embed(void *ctx, const char *const *texts, size_t n, float **out, int *dim,
@@ -795,14 +819,26 @@ out:
     world_free(&w);
 }
 
-/* should_stop: the client leaves once the small tier has answered */
+/* should_stop: the client leaves once the small tier has answered, or
+ * while the large tier's call runs */
+static int count_of(struct fake *f, const int *n)
+{
+    pthread_mutex_lock(&f->mu);
+    int v = *n;
+    pthread_mutex_unlock(&f->mu);
+    return v;
+}
+
 static int gone_after_small(void *user)
 {
-    struct world *w = user;
-    pthread_mutex_lock(&SMALL(w)->mu);
-    int n = SMALL(w)->n_calls;
-    pthread_mutex_unlock(&SMALL(w)->mu);
-    return n > 0;
+    struct fake *s = SMALL((struct world *)user);
+    return count_of(s, &s->n_done) > 0;
+}
+
+static int gone_during_large(void *user)
+{
+    struct fake *l = LARGE((struct world *)user);
+    return count_of(l, &l->n_calls) > 0;
 }
 
 static void a_client_gone_is_not_escalated_and_is_logged_as_cancelled(void)
@@ -812,30 +848,32 @@ static void a_client_gone_is_not_escalated_and_is_logged_as_cancelled(void)
     fake_says(SMALL(&w), "maybe 5", 0.41); /* unsure: would go to large */
     struct sl_router *r = router_of(&w);
     if (!r) goto out;
-    for (int kind = 0; kind < 2; kind++) {
-        struct chat c;
-        if (kind == 0) chat_req(&c, "cascade", "What is 2+2?");
-        else task_req(&c, "cascade", SL_RREQ_CLASSIFY, "triage", "my card was charged twice");
-        c.req.should_stop = gone_after_small;
-        c.req.stop_user = &w;
-        int large_before = LARGE(&w)->n_calls;
-        struct sl_route_result res;
-        T_EQ_INT(route(r, &c, &res), 0);
-        T_EQ_INT(res.status, 499);
-        T_EQ_STR(res.decision, "cancelled");
-        T_EQ_INT(LARGE(&w)->n_calls, large_before); /* nothing paid for nobody */
-        T_TRUE(res.n_stages == 2 && !res.stages[1].called);
-        T_EQ_STR(res.stages[1].note, "not called: the client went away");
-        struct sl_store_row row;
-        struct sl_err err = {0};
-        T_OK(w.store.iface->get_request(w.store.ctx, c.id, &row, &err), &err);
-        T_EQ_INT(row.status, 499);
-        T_EQ_STR(row.decision, "cancelled");
-        sl_store_row_free(&row);
-        sl_route_result_free(&res);
-        fake_reset(SMALL(&w));
-        fake_says(SMALL(&w), "maybe 5", 0.41);
-    }
+    for (int when = 0; when < 2; when++)
+        for (int kind = 0; kind < 2; kind++) {
+            struct chat c;
+            if (kind == 0) chat_req(&c, "cascade", "What is 2+2?");
+            else task_req(&c, "cascade", SL_RREQ_CLASSIFY, "triage", "my card was charged twice");
+            /* gone before the large tier, or while its call waits */
+            c.req.should_stop = when ? gone_during_large : gone_after_small;
+            c.req.stop_user = &w;
+            struct sl_route_result res;
+            T_EQ_INT(route(r, &c, &res), 0);
+            T_EQ_INT(res.status, 499);
+            T_EQ_STR(res.decision, "cancelled");
+            T_EQ_INT(res.n_stages, 2);
+            T_EQ_INT(LARGE(&w)->n_calls, when); /* the call was given up, or never made */
+            if (when == 0) T_EQ_STR(res.stages[1].note, "not called: the client went away");
+            else T_EQ_INT(res.stages[1].status, SL_BACKEND_ABORTED);
+            struct sl_store_row row;
+            struct sl_err err = {0};
+            T_OK(w.store.iface->get_request(w.store.ctx, c.id, &row, &err), &err);
+            T_EQ_INT(row.status, 499);
+            T_EQ_STR(row.decision, "cancelled");
+            sl_store_row_free(&row);
+            sl_route_result_free(&res);
+            fake_reset(SMALL(&w));
+            fake_reset(LARGE(&w));
+        }
     sl_router_free(r);
 out:
     world_free(&w);
