@@ -116,7 +116,7 @@ int sl_ctx_init(struct sl_ctx **out, const struct sl_model *m, const struct sl_c
         goto fail; /* thread start failure */
     }
     c->params.n_threads = sl_pool_n_threads(c->pool);
-    if ((rc = sl_kv_init(&c->kv, c->params.n_ctx, hp->n_layer, (int32_t)nk, (int32_t)nv,
+    if ((rc = sl_kv_init(&c->kv, c->params.n_ctx, hp->n_layer, hp->n_head_kv, (int32_t)nk, (int32_t)nv,
                           c->params.kv_type, err)))
         goto fail; /* KV allocation failure */
 
@@ -252,12 +252,11 @@ static void attn_item(void *ctx, int item, int thread)
         if (cp >= 0 && (kv->seq[ci] & mask) && cp <= p && (!j->L->swa || p - cp < hp->n_swa)) vis[nv++] = ci;
     }
     if (f16) {
-        const uint16_t *k0 = (const uint16_t *)sl_kv_k(kv, j->il, 0) + (size_t)kvh * D;
-        kt->attn_scores(nv, k0, (size_t)kv->n_embd_k, vis, q, G, D, hp->attn_scale, sc, mx);
+        kt->attn_scores(nv, sl_kv_k(kv, j->il, kvh, 0), (size_t)D, vis, q, G, D, hp->attn_scale, sc, mx);
     } else {
         for (int g = 0; g < G; g++) mx[g] = -INFINITY;
         for (int32_t k = 0; k < nv; k++) {
-            const float *kf = (const float *)sl_kv_k(kv, j->il, vis[k]) + (size_t)kvh * D;
+            const float *kf = sl_kv_k(kv, j->il, kvh, vis[k]);
             for (int g = 0; g < G; g++) {
                 float d = 0;
                 for (int i = 0; i < D; i++) d += q[(size_t)g * D + i] * kf[i];
@@ -278,12 +277,11 @@ static void attn_item(void *ctx, int item, int thread)
         }
     for (int g = 0; g < G; g++) sum[g] = nv > 0 ? kt->exp_row(nv, sc + (size_t)g * nv, mx[g]) : 0.0f;
     if (f16) {
-        const uint16_t *v0 = (const uint16_t *)sl_kv_v(kv, j->il, 0) + (size_t)kvh * Dv;
-        kt->attn_pv(nv, v0, (size_t)kv->n_embd_v, vis, sc, G, Dv, acc, (size_t)Dv);
+        kt->attn_pv(nv, sl_kv_v(kv, j->il, kvh, 0), (size_t)Dv, vis, sc, G, Dv, acc, (size_t)Dv);
     } else {
         for (int i = 0; i < G * Dv; i++) acc[i] = 0;
         for (int32_t k = 0; k < nv; k++) {
-            const float *vf = (const float *)sl_kv_v(kv, j->il, vis[k]) + (size_t)kvh * Dv;
+            const float *vf = sl_kv_v(kv, j->il, kvh, vis[k]);
             for (int g = 0; g < G; g++)
                 for (int d = 0; d < Dv; d++) acc[(size_t)g * Dv + d] += sc[(size_t)g * nv + k] * vf[d];
         }
@@ -394,9 +392,12 @@ static void kv_put(const struct sl_kv *kv, void *dst, const float *src, int n)
 static void store_kv(struct sl_ctx *c, int il, int T)
 {
     struct sl_kv *kv = &c->kv;
+    const int d = kv->n_embd_k / kv->n_head, dv = kv->n_embd_v / kv->n_head;
     for (int t = 0; t < T; t++) {
-        kv_put(kv, sl_kv_k(kv, il, c->cells[t]), c->k + (size_t)t * kv->n_embd_k, kv->n_embd_k);
-        kv_put(kv, sl_kv_v(kv, il, c->cells[t]), c->v + (size_t)t * kv->n_embd_v, kv->n_embd_v);
+        for (int h = 0; h < kv->n_head; h++) {
+            kv_put(kv, sl_kv_k(kv, il, h, c->cells[t]), c->k + (size_t)t * kv->n_embd_k + (size_t)h * d, d);
+            kv_put(kv, sl_kv_v(kv, il, h, c->cells[t]), c->v + (size_t)t * kv->n_embd_v + (size_t)h * dv, dv);
+        }
     }
 }
 

@@ -7,18 +7,21 @@
 
 #include "quant.h"
 
-int sl_kv_init(struct sl_kv *kv, int32_t n_cells, int32_t n_layer, int32_t n_embd_k,
+int sl_kv_init(struct sl_kv *kv, int32_t n_cells, int32_t n_layer, int32_t n_head, int32_t n_embd_k,
                int32_t n_embd_v, int type, struct sl_err *err)
 {
     memset(kv, 0, sizeof *kv);
-    if (n_cells <= 0 || n_layer <= 0 || n_embd_k <= 0 || n_embd_v <= 0)
-        return sl_err_set(err, SL_EINVAL, "kv: bad size (%d cells)", n_cells);
+    if (n_cells <= 0 || n_layer <= 0 || n_head <= 0 || n_embd_k <= 0 || n_embd_v <= 0 || n_embd_k % n_head ||
+        n_embd_v % n_head)
+        return sl_err_set(err, SL_EINVAL, "kv: bad size (%d cells, %d heads of %d/%d)", n_cells, n_head, n_embd_k,
+                          n_embd_v);
     if (type != SL_TYPE_F16 && type != SL_TYPE_F32)
         return sl_err_set(err, SL_EINVAL, "kv: cache type must be F16 or F32");
     kv->type = type;
     kv->elt = type == SL_TYPE_F16 ? 2 : 4;
     kv->n_cells = n_cells;
     kv->n_layer = n_layer;
+    kv->n_head = n_head;
     kv->n_embd_k = n_embd_k;
     kv->n_embd_v = n_embd_v;
     size_t nk = (size_t)n_layer * (size_t)n_cells * (size_t)n_embd_k;
